@@ -1,0 +1,455 @@
+//! Discovering a run date's files in the landing zone and landing each of them.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use parquet::arrow::async_writer::AsyncArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use parquet::file::metadata::KeyValue;
+use schemas::contract::{validate_file_name, validate_partner_id};
+use schemas::{paths, Dataset, Location};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::csv::CsvReader;
+use crate::registry::{FeedRecord, FeedStatus, Registry};
+use crate::sink::{BronzeSink, FileProblem};
+use crate::BronzeError;
+
+/// A file of the landing zone to land.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub partner: String,
+    pub dataset: Dataset,
+    pub date: String,
+    pub file_name: String,
+    pub path: Path,
+}
+
+/// Something in the landing zone that was looked at and not landed, with why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ignored {
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LandAction {
+    Landed,
+    Quarantined,
+    /// The same content was landed before for this partner, dataset and date.
+    AlreadyLanded,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedOutcome {
+    pub action: LandAction,
+    pub feed: FeedRecord,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LandReport {
+    pub date: String,
+    pub feeds: Vec<FeedOutcome>,
+    pub ignored: Vec<Ignored>,
+}
+
+impl LandReport {
+    pub fn count(&self, action: LandAction) -> usize {
+        self.feeds.iter().filter(|f| f.action == action).count()
+    }
+    pub fn rows_landed(&self) -> u64 {
+        self.feeds.iter().filter(|f| f.action == LandAction::Landed).map(|f| f.feed.rows).sum()
+    }
+    pub fn bytes_landed(&self) -> u64 {
+        self.feeds.iter().filter(|f| f.action == LandAction::Landed).map(|f| f.feed.bytes).sum()
+    }
+}
+
+fn store_err(loc: &Location, path: &Path, e: object_store::Error) -> BronzeError {
+    BronzeError::Store { path: loc.describe(path), source: loc.classify(&e) }
+}
+
+/// Finds every `{partner}/{dataset}/{date}/*.csv` of the landing zone, sorted in landing order
+/// (partner, dataset, file name), and reports everything else it saw at those levels.
+pub async fn discover(landing: &Location, date: &str) -> Result<(Vec<Candidate>, Vec<Ignored>), BronzeError> {
+    let mut found = Vec::new();
+    let mut ignored = Vec::new();
+    let root = landing.store.list_with_delimiter(None).await.map_err(|e| store_err(landing, &Path::default(), e))?;
+    let mut partners: Vec<Path> = root.common_prefixes;
+    partners.sort();
+    for partner_path in partners {
+        let partner = partner_path.filename().unwrap_or_default().to_string();
+        if let Err(msg) = validate_partner_id(&partner) {
+            ignored.push(Ignored { path: landing.describe(&partner_path), reason: msg });
+            continue;
+        }
+        let level = landing.store.list_with_delimiter(Some(&partner_path)).await.map_err(|e| store_err(landing, &partner_path, e))?;
+        let mut datasets = level.common_prefixes;
+        datasets.sort();
+        for ds_path in datasets {
+            let ds_name = ds_path.filename().unwrap_or_default().to_string();
+            let Some(dataset) = Dataset::parse(&ds_name) else {
+                ignored.push(Ignored {
+                    path: landing.describe(&ds_path),
+                    reason: format!(
+                        "unknown dataset folder {ds_name:?} (expected one of: {})",
+                        Dataset::ALL.map(|d| d.name()).join(", ")
+                    ),
+                });
+                continue;
+            };
+            let date_path = ds_path.clone().join(date);
+            let files = landing.store.list_with_delimiter(Some(&date_path)).await.map_err(|e| store_err(landing, &date_path, e))?;
+            for sub in files.common_prefixes {
+                ignored.push(Ignored { path: landing.describe(&sub), reason: "sub-folders of a date folder are not read".into() });
+            }
+            let mut objects = files.objects;
+            objects.sort_by(|a, b| a.location.cmp(&b.location));
+            for meta in objects {
+                let file_name = meta.location.filename().unwrap_or_default().to_string();
+                if !file_name.to_ascii_lowercase().ends_with(".csv") {
+                    ignored.push(Ignored { path: landing.describe(&meta.location), reason: "not a .csv file".into() });
+                    continue;
+                }
+                if let Err(msg) = validate_file_name(&file_name) {
+                    ignored.push(Ignored { path: landing.describe(&meta.location), reason: msg });
+                    continue;
+                }
+                found.push(Candidate { partner: partner.clone(), dataset, date: date.into(), file_name, path: meta.location });
+            }
+        }
+        for obj in level.objects {
+            ignored.push(Ignored { path: landing.describe(&obj.location), reason: "files directly under a partner folder are not read".into() });
+        }
+    }
+    for obj in root.objects {
+        ignored.push(Ignored { path: landing.describe(&obj.location), reason: "files at the top of the landing zone are not read".into() });
+    }
+    found.sort_by(|a, b| (&a.partner, a.dataset, &a.file_name).cmp(&(&b.partner, b.dataset, &b.file_name)));
+    Ok((found, ignored))
+}
+
+async fn hash_file(landing: &Location, path: &Path) -> Result<(String, u64), BronzeError> {
+    let mut stream = landing.store.get(path).await.map_err(|e| store_err(landing, path, e))?.into_stream();
+    let mut hasher = Sha256::new();
+    let mut bytes = 0u64;
+    while let Some(chunk) = stream.try_next().await.map_err(|e| store_err(landing, path, e))? {
+        bytes += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    Ok((hex(&hasher.finalize()), bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lands every file of `date` found in the landing zone. `on_feed` is called as each file
+/// finishes (for progress lines).
+pub async fn land_date(
+    landing: &Location,
+    lake: &Location,
+    date: &str,
+    concurrency: usize,
+    on_feed: &(dyn Fn(&FeedOutcome) + Sync),
+) -> Result<LandReport, BronzeError> {
+    let (candidates, ignored) = discover(landing, date).await?;
+    let mut report = land_candidates(landing, lake, candidates, concurrency, on_feed).await?;
+    report.date = date.into();
+    report.ignored = ignored;
+    Ok(report)
+}
+
+/// Lands the given files: hashes them, skips content landed before, claims feed ids in landing
+/// order, then writes raw copies and Parquet, several files at a time.
+pub async fn land_candidates(
+    landing: &Location,
+    lake: &Location,
+    candidates: Vec<Candidate>,
+    concurrency: usize,
+    on_feed: &(dyn Fn(&FeedOutcome) + Sync),
+) -> Result<LandReport, BronzeError> {
+    let registry = Registry::new(lake);
+    let ingested_at = chrono::Utc::now();
+    // 1. Hash every file and look its content up.
+    let hashed: Vec<(Candidate, String, u64, Option<FeedRecord>)> = futures::stream::iter(candidates)
+        .map(|c| {
+            let registry = &registry;
+            async move {
+                let (sha, bytes) = hash_file(landing, &c.path).await?;
+                let existing = registry.find_by_key(&c.date, &c.partner, c.dataset, &sha).await?;
+                Ok::<_, BronzeError>((c, sha, bytes, existing))
+            }
+        })
+        .buffered(concurrency.max(1) * 2)
+        .try_collect()
+        .await?;
+
+    // 2. Claim feed ids in landing order; content seen before is reported, not re-landed.
+    let mut report = LandReport::default();
+    let mut next = registry.max_feed_number().await?;
+    let mut seen_in_run = std::collections::HashSet::new();
+    let mut jobs = Vec::new();
+    for (c, sha, bytes, existing) in hashed {
+        match existing {
+            Some(rec) if rec.status != FeedStatus::Landing => {
+                let outcome = FeedOutcome { action: LandAction::AlreadyLanded, feed: rec };
+                on_feed(&outcome);
+                report.feeds.push(outcome);
+            }
+            _ if !seen_in_run.insert((c.partner.clone(), c.dataset, c.date.clone(), sha.clone())) => {
+                // The same content twice in one run (two names): landed once.
+                let rec = registry.find_by_key(&c.date, &c.partner, c.dataset, &sha).await?;
+                let mut feed = rec.unwrap_or_else(|| new_record(landing, &c, &sha, bytes, &ingested_at));
+                feed.source = landing.describe(&c.path);
+                let outcome = FeedOutcome { action: LandAction::AlreadyLanded, feed };
+                on_feed(&outcome);
+                report.feeds.push(outcome);
+            }
+            Some(rec) => {
+                // A landing that a crash interrupted: finish it under the same id.
+                let mut feed = new_record(landing, &c, &sha, bytes, &ingested_at);
+                feed.feed_id = rec.feed_id;
+                jobs.push((c, feed));
+            }
+            None => {
+                let mut feed = new_record(landing, &c, &sha, bytes, &ingested_at);
+                registry.claim(&mut next, &mut feed).await?;
+                jobs.push((c, feed));
+            }
+        }
+    }
+
+    // 3. Land the new files, `concurrency` at a time, each on its own task.
+    let results: Vec<FeedOutcome> = futures::stream::iter(jobs)
+        .map(|(c, feed)| {
+            let landing = landing.clone();
+            let lake = lake.clone();
+            tokio::spawn(async move { land_one(&landing, &lake, &c, feed).await })
+        })
+        .buffered(concurrency.max(1))
+        .map(|joined| match joined {
+            Ok(r) => r,
+            Err(e) => Err(BronzeError::Input { path: "landing task".into(), message: format!("a landing task failed: {e}") }),
+        })
+        .inspect_ok(|o| on_feed(o))
+        .try_collect()
+        .await?;
+    report.feeds.extend(results);
+    report.feeds.sort_by(|a, b| a.feed.feed_id.cmp(&b.feed.feed_id));
+    Ok(report)
+}
+
+fn new_record(landing: &Location, c: &Candidate, sha: &str, bytes: u64, at: &chrono::DateTime<chrono::Utc>) -> FeedRecord {
+    FeedRecord {
+        feed_id: String::new(),
+        partner: c.partner.clone(),
+        dataset: c.dataset,
+        date: c.date.clone(),
+        file_name: c.file_name.clone(),
+        source: landing.describe(&c.path),
+        sha256: sha.into(),
+        bytes,
+        status: FeedStatus::Landing,
+        reason: None,
+        detail: None,
+        rows: 0,
+        malformed_rows: 0,
+        columns: Vec::new(),
+        extra_columns: Vec::new(),
+        raw_path: paths::raw_file(c.dataset, &c.partner, &c.date, sha, &c.file_name).to_string(),
+        bronze_path: None,
+        ingested_at: at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    }
+}
+
+fn writer_properties(feed: &FeedRecord) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_created_by(format!("medallion {}", env!("CARGO_PKG_VERSION")))
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new("medallion.feed_id".into(), feed.feed_id.clone()),
+            KeyValue::new("medallion.dataset".into(), feed.dataset.name().to_string()),
+            KeyValue::new("medallion.partner".into(), feed.partner.clone()),
+            KeyValue::new("medallion.sha256".into(), feed.sha256.clone()),
+        ]))
+        .build()
+}
+
+/// Streams one file: the raw copy and the Parquet conversion in the same pass, so memory is
+/// bounded by one batch whatever the file size.
+async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: FeedRecord) -> Result<FeedOutcome, BronzeError> {
+    let raw_path = Path::from(feed.raw_path.as_str());
+    let bronze_path = paths::bronze_feed(c.dataset, &c.partner, &c.date, &feed.feed_id);
+    let raw_exists = match lake.store.head(&raw_path).await {
+        Ok(meta) => meta.size == feed.bytes,
+        Err(object_store::Error::NotFound { .. }) => false,
+        Err(e) => return Err(store_err(lake, &raw_path, e)),
+    };
+    let mut raw_writer = (!raw_exists).then(|| BufWriter::new(lake.store.clone(), raw_path.clone()));
+
+    let ingested_at_us = chrono::DateTime::parse_from_rfc3339(&feed.ingested_at).map(|t| t.timestamp_micros()).unwrap_or(0);
+    let mut sink = BronzeSink::new(c.dataset, &feed.feed_id, &c.file_name, ingested_at_us);
+    let mut reader = CsvReader::default();
+    let mut problem: Option<FileProblem> = None;
+    let mut writer: Option<AsyncArrowWriter<BufWriter>> = None;
+    let mut hasher = Sha256::new();
+
+    let mut stream = landing.store.get(&c.path).await.map_err(|e| store_err(landing, &c.path, e))?.into_stream();
+    let mut more = true;
+    while more {
+        let chunk = stream.try_next().await.map_err(|e| store_err(landing, &c.path, e))?;
+        match &chunk {
+            Some(chunk) => {
+                hasher.update(chunk);
+                if let Some(w) = raw_writer.as_mut() {
+                    w.write_all(chunk).await.map_err(|e| BronzeError::Input { path: lake.describe(&raw_path), message: e.to_string() })?;
+                }
+                if problem.is_none() {
+                    if let Err(p) = reader.push(chunk, &mut |rec| sink.record(rec)) {
+                        problem = Some(p);
+                    }
+                }
+            }
+            None => {
+                more = false;
+                if problem.is_none() {
+                    if let Err(p) = reader.finish(&mut |rec| sink.record(rec)) {
+                        problem = Some(p);
+                    }
+                }
+                if problem.is_none() {
+                    if sink.header.is_none() {
+                        problem = Some(FileProblem { reason: "empty_file", detail: "the file has no header row".into() });
+                    } else {
+                        sink.flush();
+                    }
+                }
+            }
+        }
+        if problem.is_none() && !sink.batches.is_empty() {
+            let w = match writer.as_mut() {
+                Some(w) => w,
+                None => {
+                    let schema = sink.header.as_ref().expect("batches imply a header").schema.clone();
+                    let out = BufWriter::new(lake.store.clone(), bronze_path.clone());
+                    let w = AsyncArrowWriter::try_new(out, schema, Some(writer_properties(&feed)))
+                        .map_err(|e| BronzeError::Parquet { path: lake.describe(&bronze_path), message: e.to_string() })?;
+                    writer.insert(w)
+                }
+            };
+            for batch in sink.batches.drain(..) {
+                w.write(&batch).await.map_err(|e| BronzeError::Parquet { path: lake.describe(&bronze_path), message: e.to_string() })?;
+            }
+        }
+        sink.batches.clear();
+    }
+
+    let sha = hex(&hasher.finalize());
+    if sha != feed.sha256 {
+        if let Some(w) = writer {
+            let _ = w.into_inner().abort().await;
+        }
+        if let Some(mut w) = raw_writer {
+            let _ = w.abort().await;
+        }
+        return Err(BronzeError::Input {
+            path: landing.describe(&c.path),
+            message: "the file changed while it was being landed; nothing was registered, run again once the upload is complete".into(),
+        });
+    }
+    if let Some(mut w) = raw_writer {
+        w.shutdown().await.map_err(|e| BronzeError::Input { path: lake.describe(&raw_path), message: e.to_string() })?;
+    }
+    feed.rows = sink.rows;
+    feed.malformed_rows = sink.malformed;
+    if let Some(h) = &sink.header {
+        feed.columns = h.columns.clone();
+        feed.extra_columns = h.extra.clone();
+    }
+    let action = match problem {
+        Some(p) => {
+            if let Some(w) = writer {
+                let _ = w.into_inner().abort().await;
+            }
+            // A quarantined file contributes no rows.
+            feed.rows = 0;
+            feed.malformed_rows = 0;
+            feed.status = FeedStatus::Quarantined;
+            feed.reason = Some(p.reason.into());
+            feed.detail = Some(p.detail);
+            feed.bronze_path = None;
+            LandAction::Quarantined
+        }
+        None => {
+            let w = writer.expect("a file with a header has a batch");
+            w.close().await.map_err(|e| BronzeError::Parquet { path: lake.describe(&bronze_path), message: e.to_string() })?;
+            feed.status = FeedStatus::Landed;
+            feed.bronze_path = Some(bronze_path.to_string());
+            LandAction::Landed
+        }
+    };
+    Registry::new(lake).save(&feed).await?;
+    Ok(FeedOutcome { action, feed })
+}
+
+/// `medallion ingest`: copies local files into the landing zone at
+/// `{partner}/{dataset}/{date}/{file name}`. Refuses a bad partner id or file name before
+/// writing anything, and never overwrites a different file of the same name.
+pub async fn ingest_files(
+    landing: &Location,
+    partner: &str,
+    dataset: &str,
+    date: &str,
+    files: &[std::path::PathBuf],
+) -> Result<Vec<String>, BronzeError> {
+    validate_partner_id(partner).map_err(BronzeError::Usage)?;
+    let ds = Dataset::parse(dataset).ok_or_else(|| {
+        BronzeError::Usage(format!("unknown dataset {dataset:?} (expected one of: {})", Dataset::ALL.map(|d| d.name()).join(", ")))
+    })?;
+    schemas::contract::parse_run_date(date).map_err(BronzeError::Usage)?;
+    let mut targets = Vec::new();
+    for f in files {
+        let name = f.file_name().and_then(|n| n.to_str()).ok_or_else(|| BronzeError::Usage(format!("{}: not a file name", f.display())))?;
+        validate_file_name(name).map_err(BronzeError::Usage)?;
+        if !f.is_file() {
+            return Err(BronzeError::Usage(format!("{}: no such file", f.display())));
+        }
+        let path = Path::from_iter([partner, ds.name(), date, name].map(object_store::path::PathPart::from));
+        targets.push((f, path));
+    }
+    let mut out = Vec::new();
+    for (f, path) in targets {
+        let data = tokio::fs::read(f).await.map_err(|e| BronzeError::Input { path: f.display().to_string(), message: e.to_string() })?;
+        match landing.store.head(&path).await {
+            Ok(_) => {
+                let existing = landing.store.get(&path).await.map_err(|e| store_err(landing, &path, e))?.bytes().await.map_err(|e| store_err(landing, &path, e))?;
+                if existing.as_ref() != data.as_slice() {
+                    return Err(BronzeError::Usage(format!(
+                        "{} already exists in the landing zone with different content; rename the new file",
+                        landing.describe(&path)
+                    )));
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                landing.store.put(&path, PutPayload::from(data)).await.map_err(|e| store_err(landing, &path, e))?;
+            }
+            Err(e) => return Err(store_err(landing, &path, e)),
+        }
+        out.push(landing.describe(&path));
+    }
+    Ok(out)
+}
+
+#[allow(dead_code)]
+fn _assert_send(l: &Location) -> Arc<dyn object_store::ObjectStore> {
+    l.store.clone()
+}

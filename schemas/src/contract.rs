@@ -1,0 +1,316 @@
+//! The feed contract (CONTRACT.md §1): datasets, their columns, key columns, required flags,
+//! types and cleaning rules. This is the one definition every stage and the docs read.
+
+use std::fmt;
+
+/// The six feeds a partner can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dataset {
+    Products,
+    Customers,
+    Orders,
+    OrderItems,
+    Inventory,
+    Campaigns,
+}
+
+impl Dataset {
+    /// Every dataset, in the order of the contract.
+    pub const ALL: [Dataset; 6] = [
+        Dataset::Products,
+        Dataset::Customers,
+        Dataset::Orders,
+        Dataset::OrderItems,
+        Dataset::Inventory,
+        Dataset::Campaigns,
+    ];
+
+    /// The name used in landing paths, lake paths and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataset::Products => "products",
+            Dataset::Customers => "customers",
+            Dataset::Orders => "orders",
+            Dataset::OrderItems => "order_items",
+            Dataset::Inventory => "inventory",
+            Dataset::Campaigns => "campaigns",
+        }
+    }
+
+    /// Parses a dataset name exactly as written in the contract (lower case).
+    pub fn parse(name: &str) -> Option<Dataset> {
+        Dataset::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// The dataset's columns in contract order (the order that decides which reason a
+    /// rejected row gets).
+    pub fn columns(self) -> &'static [Column] {
+        match self {
+            Dataset::Products => PRODUCTS,
+            Dataset::Customers => CUSTOMERS,
+            Dataset::Orders => ORDERS,
+            Dataset::OrderItems => ORDER_ITEMS,
+            Dataset::Inventory => INVENTORY,
+            Dataset::Campaigns => CAMPAIGNS,
+        }
+    }
+
+    /// The columns identifying a record within a partner.
+    pub fn key(self) -> &'static [&'static str] {
+        match self {
+            Dataset::Products => &["sku"],
+            Dataset::Customers => &["customer_id"],
+            Dataset::Orders => &["order_id"],
+            Dataset::OrderItems => &["order_id", "line_number"],
+            Dataset::Inventory => &["sku", "warehouse"],
+            Dataset::Campaigns => &["campaign_id"],
+        }
+    }
+
+    /// Inventory is a daily snapshot; every other dataset is an upsert by (partner, key).
+    pub fn is_snapshot(self) -> bool {
+        matches!(self, Dataset::Inventory)
+    }
+
+    /// Columns a feed's header must name, else the file is quarantined whole.
+    pub fn required_columns(self) -> impl Iterator<Item = &'static Column> {
+        self.columns().iter().filter(|c| c.required)
+    }
+
+    pub fn column(self, name: &str) -> Option<&'static Column> {
+        self.columns().iter().find(|c| c.name == name)
+    }
+}
+
+impl fmt::Display for Dataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The value type of a column, after cleaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// Trimmed, internal whitespace collapsed.
+    String,
+    /// Exact decimal: 14 integer digits, 4 fractional; `$`, `€`, `£` and `,` thousands groups.
+    Money,
+    /// Exact decimal with the same syntax as money.
+    Decimal,
+    /// Signed 64-bit integer, digits only.
+    Int,
+    /// `true/false`, `t/f`, `yes/no`, `y/n`, `1/0`.
+    Bool,
+    /// `YYYY-MM-DD`; a timestamp is accepted and keeps its UTC date.
+    Date,
+    /// RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or a plain date (midnight UTC).
+    Timestamp,
+    /// Three letters, upper-cased; `USD` when absent.
+    Currency,
+    /// One of a fixed set of values, case-insensitive.
+    Enum(&'static [&'static str]),
+}
+
+impl ColumnType {
+    pub fn describe(self) -> String {
+        match self {
+            ColumnType::String => "string".into(),
+            ColumnType::Money => "money".into(),
+            ColumnType::Decimal => "decimal".into(),
+            ColumnType::Int => "int".into(),
+            ColumnType::Bool => "bool".into(),
+            ColumnType::Date => "date".into(),
+            ColumnType::Timestamp => "timestamp".into(),
+            ColumnType::Currency => "currency".into(),
+            ColumnType::Enum(values) => format!("enum({})", values.join(", ")),
+        }
+    }
+}
+
+/// A cleaning or validation rule beyond the type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rule {
+    Upper,
+    Lower,
+    /// Each space-separated word: first letter upper-case, the rest lower-case.
+    TitleCase,
+    MaxLen(usize),
+    /// Numeric lower bound (inclusive).
+    Min(i64),
+    /// Numeric upper bound (inclusive).
+    Max(i64),
+    /// Numeric lower bound (exclusive).
+    GreaterThan(i64),
+    /// Warn rule: lower-cased email must match `^[^@\s]+@[^@\s]+\.[^@\s]+$`, else `invalid_email`.
+    EmailWarn,
+    /// Warn rule: upper-cased, 2 letters A–Z, else `invalid_country`.
+    CountryWarn,
+    /// Must be on or after the named date column of the same row, else `invalid_range`.
+    NotBefore(&'static str),
+    /// Value used when the column is absent or null.
+    Default(&'static str),
+}
+
+/// One column of a feed.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub required: bool,
+    pub ty: ColumnType,
+    pub rules: &'static [Rule],
+    /// One-line meaning, used in the docs and in warehouse comments.
+    pub doc: &'static str,
+}
+
+const fn col(name: &'static str, required: bool, ty: ColumnType, rules: &'static [Rule], doc: &'static str) -> Column {
+    Column { name, required, ty, rules, doc }
+}
+
+use ColumnType as T;
+use Rule as R;
+
+/// Values accepted for `orders.status` (`canceled` is accepted and means `cancelled`).
+pub const ORDER_STATUSES: &[&str] = &["pending", "completed", "cancelled", "canceled", "returned"];
+
+const PRODUCTS: &[Column] = &[
+    col("sku", true, T::String, &[R::Upper, R::MaxLen(64)], "Partner's stock-keeping unit, upper-cased"),
+    col("name", true, T::String, &[], "Product name"),
+    col("category", true, T::String, &[R::TitleCase], "Product category in Title Case"),
+    col("brand", false, T::String, &[], "Brand"),
+    col("price", true, T::Money, &[R::Min(0)], "Unit list price"),
+    col("currency", false, T::Currency, &[R::Default("USD")], "ISO currency code"),
+    col("quantity", false, T::Int, &[R::Min(0)], "Stock on hand"),
+    col("updated_at", false, T::Timestamp, &[], "When the partner last changed the product (UTC)"),
+];
+
+const CUSTOMERS: &[Column] = &[
+    col("customer_id", true, T::String, &[], "Partner's customer id"),
+    col("email", false, T::String, &[R::Lower, R::EmailWarn], "Email, lower-cased"),
+    col("first_name", false, T::String, &[], "First name"),
+    col("last_name", false, T::String, &[], "Last name"),
+    col("country", false, T::String, &[R::Upper, R::CountryWarn], "ISO 3166 alpha-2 country code"),
+    col("signup_date", false, T::Date, &[], "Signup date"),
+];
+
+const ORDERS: &[Column] = &[
+    col("order_id", true, T::String, &[], "Partner's order id"),
+    col("customer_id", true, T::String, &[], "Customer who placed the order"),
+    col("order_date", true, T::Timestamp, &[], "When the order was placed; its UTC date is the business date"),
+    col("status", true, T::Enum(ORDER_STATUSES), &[R::Lower], "pending, completed, cancelled or returned"),
+    col("currency", false, T::Currency, &[R::Default("USD")], "ISO currency code of the order"),
+    col("campaign_id", false, T::String, &[], "Campaign that brought the order"),
+    col("total_amount", false, T::Money, &[], "Order total as sent (informational)"),
+];
+
+const ORDER_ITEMS: &[Column] = &[
+    col("order_id", true, T::String, &[], "Order the line belongs to"),
+    col("line_number", true, T::Int, &[R::Min(1)], "Line number within the order"),
+    col("sku", true, T::String, &[R::Upper], "Product SKU, upper-cased"),
+    col("quantity", true, T::Int, &[R::GreaterThan(0)], "Units ordered"),
+    col("unit_price", true, T::Money, &[R::Min(0)], "Price per unit"),
+    col("discount", false, T::Decimal, &[R::Min(0), R::Max(1), R::Default("0")], "Discount as a fraction of the line"),
+    col("returned", false, T::Bool, &[R::Default("false")], "Whether the line was returned"),
+];
+
+const INVENTORY: &[Column] = &[
+    col("sku", true, T::String, &[R::Upper], "Product SKU, upper-cased"),
+    col("warehouse", true, T::String, &[], "Warehouse"),
+    col("quantity_on_hand", true, T::Int, &[R::Min(0)], "Units on hand"),
+    col("reorder_level", false, T::Int, &[R::Min(0), R::Default("0")], "Reorder threshold"),
+];
+
+const CAMPAIGNS: &[Column] = &[
+    col("campaign_id", true, T::String, &[], "Partner's campaign id"),
+    col("name", true, T::String, &[], "Campaign name"),
+    col("channel", false, T::String, &[R::Lower], "Marketing channel, lower-cased"),
+    col("start_date", true, T::Date, &[], "First day of the campaign"),
+    col("end_date", false, T::Date, &[R::NotBefore("start_date")], "Last day of the campaign"),
+    col("budget", false, T::Money, &[R::Min(0)], "Campaign budget"),
+];
+
+/// Partner ids become path components: `^[a-z0-9][a-z0-9_-]{0,63}$`.
+pub fn validate_partner_id(id: &str) -> Result<(), String> {
+    let bytes = id.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 64
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid partner id {id:?}: partner ids must match ^[a-z0-9][a-z0-9_-]{{0,63}}$ (lower-case letters, digits, '_' and '-', at most 64 characters)"
+        ))
+    }
+}
+
+/// Feed file names become one path component in the lake: no separators, no `.`/`..`,
+/// no control characters, at most 200 bytes.
+pub fn validate_file_name(name: &str) -> Result<(), String> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.len() > 200
+        || name.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+    if bad {
+        Err(format!(
+            "invalid feed file name {name:?}: a name must be one path component (no '/', '\\', control characters, '.' or '..'), at most 200 bytes"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Run dates are `YYYY-MM-DD`.
+pub fn parse_run_date(s: &str) -> Result<chrono::NaiveDate, String> {
+    if s.len() != 10 {
+        return Err(format!("invalid date {s:?}: expected YYYY-MM-DD"));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("invalid date {s:?}: expected YYYY-MM-DD"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partner_ids() {
+        for ok in ["acme", "a", "0-shop", "shop_1", &"a".repeat(64)] {
+            assert!(validate_partner_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "../evil", "Acme", "-x", "_x", "a/b", "a.b", "a b", &"a".repeat(65), "é"] {
+            assert!(validate_partner_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn file_names() {
+        assert!(validate_file_name("orders_2026-11-20.csv").is_ok());
+        for bad in ["", ".", "..", "a/b.csv", "..\\x", "a\nb"] {
+            assert!(validate_file_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn datasets_round_trip_and_have_keys() {
+        for d in Dataset::ALL {
+            assert_eq!(Dataset::parse(d.name()), Some(d));
+            for k in d.key() {
+                let c = d.column(k).expect("key column exists");
+                assert!(c.required, "{d}.{k} is a key and must be required");
+            }
+        }
+        assert_eq!(Dataset::parse("Products"), None);
+        assert_eq!(Dataset::parse("unknown"), None);
+    }
+
+    #[test]
+    fn run_dates() {
+        assert!(parse_run_date("2026-11-20").is_ok());
+        assert!(parse_run_date("2026-1-20").is_err());
+        assert!(parse_run_date("2026-02-30").is_err());
+    }
+}

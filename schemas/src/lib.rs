@@ -1,0 +1,9 @@
+//! The medallion contract as code (see `CONTRACT.md`): feed datasets, columns and rules,
+//! lake paths, and the storage layer every stage uses to reach the lake.
+
+pub mod contract;
+pub mod paths;
+pub mod store;
+
+pub use contract::{Column, ColumnType, Dataset, Rule};
+pub use store::{Location, StoreError};

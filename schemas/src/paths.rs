@@ -1,0 +1,82 @@
+//! Where everything lives in the lake. Stages meet only here: nothing else builds lake paths.
+//!
+//! ```text
+//! raw/{dataset}/partner={p}/ingest_date={d}/{sha256[..16]}/{file name}   immutable raw copies
+//! bronze/{dataset}/partner={p}/ingest_date={d}/{feed id}.parquet          bronze, values as strings
+//! bronze/_registry/feeds/{feed id}.json                                   feed registry
+//! bronze/_registry/keys/{d}/{p}/{dataset}/{sha256}.json                   content-hash index
+//! ```
+//! Partner ids and file names are validated before they reach these functions
+//! (`contract::validate_partner_id`, `contract::validate_file_name`); `Path` additionally
+//! percent-encodes anything that could act as a separator, so no path can escape the lake.
+
+use object_store::path::{Path, PathPart};
+
+use crate::contract::Dataset;
+
+pub const RAW: &str = "raw";
+pub const BRONZE: &str = "bronze";
+pub const REGISTRY_FEEDS: &str = "bronze/_registry/feeds";
+pub const REGISTRY_KEYS: &str = "bronze/_registry/keys";
+
+fn join<'a>(parts: impl IntoIterator<Item = &'a str>) -> Path {
+    Path::from_iter(parts.into_iter().map(PathPart::from))
+}
+
+/// `raw/{dataset}/partner={p}/ingest_date={d}/{sha16}/{file}`.
+pub fn raw_file(dataset: Dataset, partner: &str, date: &str, sha256: &str, file_name: &str) -> Path {
+    let p = format!("partner={partner}");
+    let d = format!("ingest_date={date}");
+    join([RAW, dataset.name(), &p, &d, &sha256[..16.min(sha256.len())], file_name])
+}
+
+/// The hive partition of one partner's bronze feeds of one dataset and date.
+pub fn bronze_partition(dataset: Dataset, partner: &str, date: &str) -> Path {
+    let p = format!("partner={partner}");
+    let d = format!("ingest_date={date}");
+    join([BRONZE, dataset.name(), &p, &d])
+}
+
+/// `bronze/{dataset}/partner={p}/ingest_date={d}/{feed_id}.parquet`.
+pub fn bronze_feed(dataset: Dataset, partner: &str, date: &str, feed_id: &str) -> Path {
+    bronze_partition(dataset, partner, date).join(format!("{feed_id}.parquet").as_str())
+}
+
+pub fn registry_feeds() -> Path {
+    Path::from(REGISTRY_FEEDS)
+}
+
+pub fn registry_feed(feed_id: &str) -> Path {
+    registry_feeds().join(format!("{feed_id}.json").as_str())
+}
+
+/// The idempotency key of a landing: the same content for the same partner, dataset and date.
+pub fn registry_key(date: &str, partner: &str, dataset: Dataset, sha256: &str) -> Path {
+    join([REGISTRY_KEYS, date, partner, dataset.name(), &format!("{sha256}.json")])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout() {
+        let sha = "0123456789abcdef0123";
+        assert_eq!(
+            raw_file(Dataset::Orders, "acme", "2026-11-20", sha, "a b.csv").as_ref(),
+            "raw/orders/partner=acme/ingest_date=2026-11-20/0123456789abcdef/a b.csv"
+        );
+        assert_eq!(
+            bronze_feed(Dataset::OrderItems, "acme", "2026-11-20", "FD00001").as_ref(),
+            "bronze/order_items/partner=acme/ingest_date=2026-11-20/FD00001.parquet"
+        );
+    }
+
+    #[test]
+    fn hostile_components_cannot_escape() {
+        // Validation refuses these before they get here; the path layer still neutralises them.
+        let p = raw_file(Dataset::Orders, "..", "2026-11-20", "00", "../../etc/passwd");
+        assert!(p.parts().all(|part| part.as_ref() != ".." && !part.as_ref().contains('/')), "{p}");
+        assert!(p.as_ref().starts_with("raw/orders/"));
+    }
+}

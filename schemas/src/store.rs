@@ -1,0 +1,245 @@
+//! Lake and landing-zone storage: one code path over `object_store` for a local folder and
+//! for S3 / MinIO (`s3://bucket/prefix`, configured through the standard `AWS_*` variables).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+
+/// Errors opening or reaching a storage location. Every message names the location.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what} {location}: {message}")]
+    Invalid { what: &'static str, location: String, message: String },
+    #[error("cannot reach the S3 endpoint {endpoint} for {location}: {message} (check AWS_ENDPOINT_URL and that the server runs)")]
+    Unreachable { endpoint: String, location: String, message: String },
+    #[error("bucket {bucket:?} does not exist at {endpoint} (location {location}); create it first")]
+    MissingBucket { bucket: String, endpoint: String, location: String },
+    #[error("access to {location} at {endpoint} was denied: {message} (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")]
+    Denied { endpoint: String, location: String, message: String },
+    #[error("storage error at {location}: {message}")]
+    Other { location: String, message: String },
+}
+
+/// An opened storage location: the lake or the landing zone.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub store: Arc<dyn ObjectStore>,
+    /// What the user gave, for messages (never contains secrets: keys come from the environment).
+    pub display: String,
+    /// Set for a local folder: its absolute path.
+    pub local_root: Option<PathBuf>,
+    /// Set for S3: the bucket and the endpoint (or "AWS" when none is configured).
+    pub s3: Option<S3Info>,
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Info {
+    pub bucket: String,
+    pub prefix: String,
+    pub endpoint: String,
+}
+
+impl Location {
+    /// Opens `spec`: `s3://bucket[/prefix]`, `file:///abs/path` or a plain folder path.
+    /// A local folder is created when `create` is set, else it must exist.
+    pub fn open(what: &'static str, spec: &str, create: bool) -> Result<Location, StoreError> {
+        if let Some(rest) = spec.strip_prefix("s3://").or_else(|| spec.strip_prefix("s3a://")) {
+            return Self::open_s3(what, spec, rest);
+        }
+        if spec.contains("://") && !spec.starts_with("file://") {
+            return Err(StoreError::Invalid {
+                what,
+                location: spec.into(),
+                message: "unsupported scheme: use a local folder, file:///path or s3://bucket/prefix".into(),
+            });
+        }
+        let path = PathBuf::from(spec.strip_prefix("file://").unwrap_or(spec));
+        if spec.is_empty() {
+            return Err(StoreError::Invalid { what, location: spec.into(), message: "empty path".into() });
+        }
+        if create {
+            std::fs::create_dir_all(&path).map_err(|e| StoreError::Invalid {
+                what,
+                location: spec.into(),
+                message: format!("cannot create folder: {e}"),
+            })?;
+        } else if !path.is_dir() {
+            return Err(StoreError::Invalid { what, location: spec.into(), message: "no such folder".into() });
+        }
+        let abs = std::fs::canonicalize(&path).map_err(|e| StoreError::Invalid {
+            what,
+            location: spec.into(),
+            message: e.to_string(),
+        })?;
+        let fs = LocalFileSystem::new_with_prefix(&abs).map_err(|e| StoreError::Invalid {
+            what,
+            location: spec.into(),
+            message: e.to_string(),
+        })?;
+        Ok(Location { store: Arc::new(fs), display: abs.display().to_string(), local_root: Some(abs), s3: None })
+    }
+
+    fn open_s3(what: &'static str, spec: &str, rest: &str) -> Result<Location, StoreError> {
+        let (bucket, prefix) = match rest.split_once('/') {
+            Some((b, p)) => (b, p.trim_matches('/')),
+            None => (rest, ""),
+        };
+        if bucket.is_empty() {
+            return Err(StoreError::Invalid { what, location: spec.into(), message: "missing bucket name".into() });
+        }
+        let endpoint = std::env::var("AWS_ENDPOINT_URL")
+            .or_else(|_| std::env::var("AWS_ENDPOINT"))
+            .unwrap_or_else(|_| "AWS".into());
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry_config());
+        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            builder = builder.with_region("us-east-1");
+        }
+        let s3 = builder.build().map_err(|e| StoreError::Invalid {
+            what,
+            location: spec.into(),
+            message: format!("invalid S3 configuration: {}", error_chain(&e)),
+        })?;
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(PrefixStore::new(s3, prefix))
+        };
+        Ok(Location {
+            store,
+            display: format!("s3://{bucket}{}{prefix}", if prefix.is_empty() { "" } else { "/" }),
+            local_root: None,
+            s3: Some(S3Info { bucket: bucket.into(), prefix: prefix.into(), endpoint }),
+        })
+    }
+
+    /// Makes one cheap request so that a wrong endpoint, a missing bucket or bad credentials
+    /// are reported up front with a message naming them, instead of deep inside a stage.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        if self.s3.is_none() {
+            return Ok(());
+        }
+        match self.store.list_with_delimiter(None).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.classify(&e)),
+        }
+    }
+
+    /// Turns an object_store error into a message that names this location.
+    pub fn classify(&self, err: &object_store::Error) -> StoreError {
+        let message = error_chain(err);
+        let lower = message.to_ascii_lowercase();
+        match &self.s3 {
+            Some(s3) if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") => {
+                StoreError::MissingBucket {
+                    bucket: s3.bucket.clone(),
+                    endpoint: s3.endpoint.clone(),
+                    location: self.display.clone(),
+                }
+            }
+            Some(s3)
+                if lower.contains("connection refused")
+                    || lower.contains("dns error")
+                    || lower.contains("error sending request")
+                    || lower.contains("timed out")
+                    || lower.contains("connect error") =>
+            {
+                StoreError::Unreachable { endpoint: s3.endpoint.clone(), location: self.display.clone(), message }
+            }
+            Some(s3)
+                if lower.contains("accessdenied")
+                    || lower.contains("invalidaccesskeyid")
+                    || lower.contains("signaturedoesnotmatch")
+                    || lower.contains("403") =>
+            {
+                StoreError::Denied { endpoint: s3.endpoint.clone(), location: self.display.clone(), message }
+            }
+            _ => StoreError::Other { location: self.display.clone(), message },
+        }
+    }
+
+    /// A user-facing rendering of a path inside this location.
+    pub fn describe(&self, path: &Path) -> String {
+        if self.display.ends_with('/') {
+            format!("{}{}", self.display, path)
+        } else {
+            format!("{}/{}", self.display, path)
+        }
+    }
+}
+
+/// Retries for transient failures (5xx, timeouts, connection resets) with exponential backoff
+/// and jitter, bounded so that an unreachable endpoint is reported within about half a minute.
+fn retry_config() -> RetryConfig {
+    let max_retries = std::env::var("MEDALLION_S3_MAX_RETRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    RetryConfig {
+        backoff: BackoffConfig { init_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(5), base: 2.0 },
+        max_retries,
+        retry_timeout: Duration::from_secs(30),
+    }
+}
+
+/// The error and its sources, joined, so that the root cause ("connection refused") shows.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = e.source();
+    }
+    out
+}
+
+/// Hides the password of a URL (`postgres://user:secret@host/db` → `postgres://user:***@host/db`)
+/// so that connection strings can appear in logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://bob:s3cret@db:5432/x"), "postgres://bob:***@db:5432/x");
+        assert_eq!(redact_url("postgres://bob@db/x"), "postgres://bob@db/x");
+        assert_eq!(redact_url("./lake"), "./lake");
+    }
+
+    #[test]
+    fn local_locations() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = Location::open("landing zone", missing.to_str().unwrap(), false).unwrap_err();
+        assert!(err.to_string().contains("no such folder"), "{err}");
+        let loc = Location::open("lake", missing.to_str().unwrap(), true).unwrap();
+        assert!(loc.local_root.is_some());
+        assert!(Location::open("lake", "gs://x/y", true).unwrap_err().to_string().contains("unsupported scheme"));
+    }
+
+    #[test]
+    fn s3_location_parsing() {
+        let loc = Location::open("lake", "s3://bucket/some/prefix/", false).unwrap();
+        let s3 = loc.s3.unwrap();
+        assert_eq!(s3.bucket, "bucket");
+        assert_eq!(s3.prefix, "some/prefix");
+        assert_eq!(loc.display, "s3://bucket/some/prefix");
+        assert!(Location::open("lake", "s3:///x", false).is_err());
+    }
+}
