@@ -1,1 +1,351 @@
-fn main(){}
+//! The `medallion` command line.
+
+mod generate;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bronze::{BronzeError, FeedOutcome, LandAction, Registry};
+use clap::{Parser, Subcommand};
+use schemas::{Location, StoreError};
+
+/// Exit codes: a contract with schedulers (documented in the README).
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// The run failed (an unexpected error, or data that breaks an invariant).
+    pub const FAILED: u8 = 1;
+    /// Bad command line or configuration: retrying will not help.
+    pub const USAGE: u8 = 2;
+    /// Storage or a service could not be reached (or refused access): retry later.
+    pub const UNAVAILABLE: u8 = 3;
+    /// Nothing to do for this date (no feeds in the landing zone).
+    pub const NOTHING_TO_DO: u8 = 4;
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  medallion generate --partners 3 --days 2 --start-date 2026-11-19     synthetic feeds into ./landing
+  medallion bronze --date 2026-11-20                                     land one day into ./lake
+  medallion ingest --partner acme --dataset orders --date 2026-11-20 orders.csv
+  medallion feeds --date 2026-11-20                                      what was landed, and why not
+  MEDALLION_LAKE=s3://lake/prod medallion bronze --date 2026-11-20      the same on S3 / MinIO";
+
+#[derive(Parser)]
+#[command(name = "medallion", version, about = "A bronze -> silver -> gold pipeline for e-commerce partner feeds.", after_help = EXAMPLES)]
+struct Cli {
+    /// The lake: a local folder or s3://bucket/prefix (S3 and MinIO through AWS_* variables).
+    #[arg(long, env = "MEDALLION_LAKE", default_value = "./lake", global = true)]
+    lake: String,
+    /// Print a machine-readable JSON summary on stdout instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Only print errors and the final summary.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate deterministic synthetic partner feeds in the landing-zone layout.
+    #[command(after_help = "Examples:
+  medallion generate                                   3 partners, 3 days from 2026-11-18, 200 orders a day
+  medallion generate --partners 10 --days 7 --rows 50000 --defect-rate 0.01 --out ./big
+  medallion generate --defect-rate 0                   clean feeds, no defects")]
+    Generate {
+        /// Landing zone to write to (local folder or s3://bucket/prefix).
+        #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
+        out: String,
+        #[arg(long, default_value_t = 3)]
+        partners: usize,
+        #[arg(long, default_value_t = 3)]
+        days: usize,
+        /// First logical date (YYYY-MM-DD).
+        #[arg(long, default_value = "2026-11-18")]
+        start_date: String,
+        /// Orders per partner per day (catalog, customers and items scale with it).
+        #[arg(long, default_value_t = 200)]
+        rows: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Probability that a row carries a defect (0 = clean feeds); file-level defects
+        /// (missing column, Latin-1, broken CSV) are added whenever it is above 0.
+        #[arg(long, default_value_t = 0.02)]
+        defect_rate: f64,
+    },
+    /// Land every file of a date from the landing zone: raw copy, checks, Parquet, registry.
+    #[command(after_help = "Examples:
+  medallion bronze --date 2026-11-20
+  medallion bronze --date 2026-11-20 --landing s3://partners/incoming --lake s3://lake/prod --json
+
+Reads {landing}/{partner}/{dataset}/{date}/*.csv. A file already landed (same content, partner,
+dataset and date) is reported and not landed again. Exit code 4 when the date has no files.")]
+    Bronze {
+        /// Run date (YYYY-MM-DD).
+        #[arg(long)]
+        date: String,
+        /// Landing zone: a local folder or s3://bucket/prefix.
+        #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
+        landing: String,
+        /// Files landed at once (default: the number of cores).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Push files into the landing zone as {partner}/{dataset}/{date}/{file name}.
+    #[command(after_help = "Examples:
+  medallion ingest --partner acme --dataset orders --date 2026-11-20 ~/Downloads/orders.csv
+  medallion ingest --partner acme --dataset products --date 2026-11-20 a.csv b.csv && medallion bronze --date 2026-11-20")]
+    Ingest {
+        #[arg(long)]
+        partner: String,
+        /// One of products, customers, orders, order_items, inventory, campaigns.
+        #[arg(long)]
+        dataset: String,
+        #[arg(long)]
+        date: String,
+        #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
+        landing: String,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List the feed registry: every landed or quarantined file, with counts and reasons.
+    #[command(after_help = "Examples:
+  medallion feeds
+  medallion feeds --date 2026-11-20 --json")]
+    Feeds {
+        #[arg(long)]
+        date: Option<String>,
+    },
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Self {
+        Failure { code: exit::USAGE, message: message.into() }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        let code = match e {
+            StoreError::Invalid { .. } => exit::USAGE,
+            StoreError::Unreachable { .. } | StoreError::Denied { .. } | StoreError::MissingBucket { .. } => exit::UNAVAILABLE,
+            StoreError::Other { .. } => exit::FAILED,
+        };
+        Failure { code, message: e.to_string() }
+    }
+}
+
+impl From<BronzeError> for Failure {
+    fn from(e: BronzeError) -> Self {
+        match e {
+            BronzeError::Store { path, source } => {
+                let f = Failure::from(source);
+                Failure { code: f.code, message: format!("{path}: {}", f.message) }
+            }
+            BronzeError::Usage(m) => Failure::usage(m),
+            other => Failure { code: exit::FAILED, message: other.to_string() },
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("medallion: internal error (this is a bug, please report it): {info}");
+    }));
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDALLION_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if cli.quiet { "warn" } else { "info" }));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("medallion: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("medallion: error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn check_date(date: &str) -> Result<(), Failure> {
+    schemas::contract::parse_run_date(date).map(|_| ()).map_err(Failure::usage)
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("summaries serialise"));
+}
+
+async fn open(what: &'static str, spec: &str, create: bool) -> Result<Location, Failure> {
+    let loc = Location::open(what, spec, create)?;
+    loc.check().await?;
+    Ok(loc)
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let quiet = cli.quiet || cli.json;
+    match cli.command {
+        Command::Generate { out, partners, days, start_date, rows, seed, defect_rate } => {
+            let start = schemas::contract::parse_run_date(&start_date).map_err(Failure::usage)?;
+            if !(0.0..=1.0).contains(&defect_rate) {
+                return Err(Failure::usage(format!("--defect-rate must be between 0 and 1, got {defect_rate}")));
+            }
+            if partners == 0 || days == 0 {
+                return Err(Failure::usage("--partners and --days must be at least 1"));
+            }
+            let landing = open("landing zone", &out, true).await?;
+            let g = generate::Generator::new(generate::GenerateOptions { partners, days, start, rows, seed, defect_rate });
+            let on_file = |path: &str, bytes: u64| {
+                if !quiet {
+                    tracing::info!("wrote {path} ({bytes} bytes)");
+                }
+            };
+            let summary = g.write(&landing, &on_file).await.map_err(|m| Failure { code: exit::FAILED, message: m })?;
+            if cli.json {
+                print_json(&summary);
+            } else {
+                println!(
+                    "generated {} files, {} rows, {:.1} MB for partners {} on {} .. {} into {}",
+                    summary.files,
+                    summary.rows,
+                    summary.bytes as f64 / 1e6,
+                    summary.partners.join(", "),
+                    summary.dates.first().map(String::as_str).unwrap_or(""),
+                    summary.dates.last().map(String::as_str).unwrap_or(""),
+                    landing.display
+                );
+            }
+            Ok(exit::OK)
+        }
+        Command::Bronze { date, landing, concurrency } => {
+            check_date(&date)?;
+            let landing = open("landing zone", &landing, false).await?;
+            let lake = open("lake", &cli.lake, true).await?;
+            let concurrency = concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+            let started = std::time::Instant::now();
+            let on_feed = |o: &FeedOutcome| {
+                if !quiet {
+                    log_feed(o);
+                }
+            };
+            let report = bronze::land_date(&landing, &lake, &date, concurrency, &on_feed).await?;
+            for ig in &report.ignored {
+                tracing::warn!("ignored {}: {}", ig.path, ig.reason);
+            }
+            let elapsed = started.elapsed().as_secs_f64();
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "date": report.date,
+                    "lake": lake.display,
+                    "landed": report.count(LandAction::Landed),
+                    "quarantined": report.count(LandAction::Quarantined),
+                    "already_landed": report.count(LandAction::AlreadyLanded),
+                    "rows_landed": report.rows_landed(),
+                    "bytes_landed": report.bytes_landed(),
+                    "seconds": elapsed,
+                    "feeds": report.feeds,
+                    "ignored": report.ignored,
+                }));
+            } else {
+                println!(
+                    "bronze {date}: {} landed ({} rows, {:.1} MB), {} quarantined, {} already landed, {} ignored in {:.1}s; lake {}",
+                    report.count(LandAction::Landed),
+                    report.rows_landed(),
+                    report.bytes_landed() as f64 / 1e6,
+                    report.count(LandAction::Quarantined),
+                    report.count(LandAction::AlreadyLanded),
+                    report.ignored.len(),
+                    elapsed,
+                    lake.display
+                );
+            }
+            if report.feeds.is_empty() {
+                if !cli.json {
+                    eprintln!("medallion: nothing to do: no feeds for {date} under {}", landing.display);
+                }
+                return Ok(exit::NOTHING_TO_DO);
+            }
+            Ok(exit::OK)
+        }
+        Command::Ingest { partner, dataset, date, landing, files } => {
+            // Everything about the request is checked before the landing zone is touched.
+            schemas::contract::validate_partner_id(&partner).map_err(Failure::usage)?;
+            check_date(&date)?;
+            let landing = open("landing zone", &landing, true).await?;
+            let written = bronze::ingest_files(&landing, &partner, &dataset, &date, &files).await?;
+            if cli.json {
+                print_json(&serde_json::json!({ "ingested": written }));
+            } else {
+                for w in &written {
+                    println!("ingested {w}");
+                }
+            }
+            Ok(exit::OK)
+        }
+        Command::Feeds { date } => {
+            if let Some(d) = &date {
+                check_date(d)?;
+            }
+            let lake = open("lake", &cli.lake, true).await?;
+            let registry = Registry::new(&lake);
+            let feeds = match &date {
+                Some(d) => registry.feeds_for_date(d).await?,
+                None => registry.all_feeds().await?,
+            };
+            if cli.json {
+                print_json(&feeds);
+            } else {
+                println!("{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9}  {}", "feed", "date", "partner", "dataset", "status", "rows", "bytes", "file / reason");
+                for f in &feeds {
+                    let note = match (&f.reason, &f.detail) {
+                        (Some(r), Some(d)) => format!("{}  [{r}: {d}]", f.file_name),
+                        _ if !f.extra_columns.is_empty() => format!("{}  (extra columns: {})", f.file_name, f.extra_columns.join(", ")),
+                        _ => f.file_name.clone(),
+                    };
+                    println!(
+                        "{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9}  {note}",
+                        f.feed_id, f.date, f.partner, f.dataset.name(), f.status.as_str(), f.rows, f.bytes
+                    );
+                }
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn log_feed(o: &FeedOutcome) {
+    let f = &o.feed;
+    match o.action {
+        LandAction::Landed => {
+            let drift = if f.extra_columns.is_empty() { String::new() } else { format!("; schema drift: extra columns {}", f.extra_columns.join(", ")) };
+            let malformed = if f.malformed_rows > 0 { format!(", {} malformed", f.malformed_rows) } else { String::new() };
+            tracing::info!("{} landed {} ({} rows{malformed}, {} bytes){drift}", f.feed_id, f.source, f.rows, f.bytes);
+        }
+        LandAction::Quarantined => tracing::warn!(
+            "{} quarantined {}: {} — {}",
+            f.feed_id,
+            f.source,
+            f.reason.as_deref().unwrap_or("?"),
+            f.detail.as_deref().unwrap_or("")
+        ),
+        LandAction::AlreadyLanded => tracing::info!("{} already landed: {} (same content), skipped", f.feed_id, f.source),
+    }
+}

@@ -19,22 +19,23 @@ pub const BRONZE: &str = "bronze";
 pub const REGISTRY_FEEDS: &str = "bronze/_registry/feeds";
 pub const REGISTRY_KEYS: &str = "bronze/_registry/keys";
 
-fn join<'a>(parts: impl IntoIterator<Item = &'a str>) -> Path {
-    Path::from_iter(parts.into_iter().map(PathPart::from))
+/// `base` is a trusted constant (it may contain `/`); every part is one encoded segment.
+fn join<'a>(base: &str, parts: impl IntoIterator<Item = &'a str>) -> Path {
+    parts.into_iter().fold(Path::from(base), |path, part| path.join(PathPart::from(part)))
 }
 
 /// `raw/{dataset}/partner={p}/ingest_date={d}/{sha16}/{file}`.
 pub fn raw_file(dataset: Dataset, partner: &str, date: &str, sha256: &str, file_name: &str) -> Path {
     let p = format!("partner={partner}");
     let d = format!("ingest_date={date}");
-    join([RAW, dataset.name(), &p, &d, &sha256[..16.min(sha256.len())], file_name])
+    join(RAW, [dataset.name(), &p, &d, &sha256[..16.min(sha256.len())], file_name])
 }
 
 /// The hive partition of one partner's bronze feeds of one dataset and date.
 pub fn bronze_partition(dataset: Dataset, partner: &str, date: &str) -> Path {
     let p = format!("partner={partner}");
     let d = format!("ingest_date={date}");
-    join([BRONZE, dataset.name(), &p, &d])
+    join(BRONZE, [dataset.name(), &p, &d])
 }
 
 /// `bronze/{dataset}/partner={p}/ingest_date={d}/{feed_id}.parquet`.
@@ -52,7 +53,8 @@ pub fn registry_feed(feed_id: &str) -> Path {
 
 /// The idempotency key of a landing: the same content for the same partner, dataset and date.
 pub fn registry_key(date: &str, partner: &str, dataset: Dataset, sha256: &str) -> Path {
-    join([REGISTRY_KEYS, date, partner, dataset.name(), &format!("{sha256}.json")])
+    let file = format!("{sha256}.json");
+    join(REGISTRY_KEYS, [date, partner, dataset.name(), &file])
 }
 
 #[cfg(test)]
@@ -70,6 +72,15 @@ mod tests {
             bronze_feed(Dataset::OrderItems, "acme", "2026-11-20", "FD00001").as_ref(),
             "bronze/order_items/partner=acme/ingest_date=2026-11-20/FD00001.parquet"
         );
+    }
+
+    #[test]
+    fn registry_paths_are_nested() {
+        let sha = "ab".repeat(32);
+        let k = registry_key("2026-11-20", "acme", Dataset::Orders, &sha);
+        assert_eq!(k.as_ref(), format!("bronze/_registry/keys/2026-11-20/acme/orders/{sha}.json"));
+        assert!(k.prefix_matches(&Path::from(REGISTRY_KEYS).join("2026-11-20")));
+        assert_eq!(registry_feed("FD00001").as_ref(), "bronze/_registry/feeds/FD00001.json");
     }
 
     #[test]

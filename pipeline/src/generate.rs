@@ -1,0 +1,526 @@
+//! `medallion generate`: deterministic synthetic partner feeds in the landing-zone layout,
+//! with every defect class of the contract injected at a controllable rate.
+//!
+//! The same options always give byte-identical files (a self-contained SplitMix64 generator,
+//! one stream per partner), so the demo, the tests and the benchmarks are reproducible.
+
+use chrono::{Duration, NaiveDate};
+use object_store::buffered::BufWriter;
+use object_store::path::{Path, PathPart};
+use schemas::Location;
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub partners: usize,
+    pub days: usize,
+    pub start: NaiveDate,
+    /// Orders per partner per day; catalog and customer counts scale with it.
+    pub rows: usize,
+    pub seed: u64,
+    /// Probability (0..=1) that a row carries a defect; 0 gives clean feeds.
+    pub defect_rate: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct GenerateSummary {
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub partners: Vec<String>,
+    pub dates: Vec<String>,
+}
+
+/// SplitMix64: tiny, fast, and stable forever (unlike a library's default generator).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1) as u64) as i64
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const PARTNERS: &[&str] = &["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka", "cyberdyne", "soylent"];
+const CATEGORIES: &[&str] = &["electronics", "home & garden", "sports", "toys", "beauty", "books", "clothing", "grocery", "office supplies", "pet care"];
+const ADJECTIVES: &[&str] = &["Classic", "Ultra", "Eco", "Smart", "Compact", "Deluxe", "Pro", "Mini", "Vintage", "Rugged", "Silent", "Bright"];
+const NOUNS: &[&str] = &["Lamp", "Backpack", "Blender", "Headphones", "Sneakers", "Notebook", "Kettle", "Drone", "Yoga Mat", "Desk", "Jacket", "Puzzle", "Camera", "Mug"];
+const BRANDS: &[&str] = &["Northwind", "Contoso", "Fabrikam", "Tailspin", "Litware", "Adventure Works", "Proseware"];
+const FIRST: &[&str] = &["Ana", "Ben", "Chloé", "David", "Emma", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kofi", "Lena", "Mateo", "Nora", "Omar", "Priya"];
+const LAST: &[&str] = &["Smith", "García", "Müller", "Rossi", "Kowalski", "Nguyen", "Okafor", "Silva", "Dubois", "Tanaka", "Olsen", "Haddad"];
+const COUNTRIES: &[&str] = &["US", "us", "GB", "DE", "FR", "ES", "IT", "NL", "PL", "JP", " ca "];
+const CHANNELS: &[&str] = &["Email", "social", "SEARCH", "display", "affiliate"];
+const WAREHOUSES: &[&str] = &["east", "west", "central"];
+
+struct Product {
+    sku: String,
+    name: String,
+    category: usize,
+    brand: usize,
+    price_cents: i64,
+    currency: &'static str,
+    qty: i64,
+}
+
+struct PartnerState {
+    id: String,
+    products: Vec<Product>,
+    customers: usize,
+    campaigns: usize,
+    next_order: u64,
+    /// Orders sent as pending, re-sent later with a final status.
+    pending: Vec<(String, String, String, usize)>,
+}
+
+/// A CSV file being built, with per-file defects (BOM, CRLF, an extra column).
+struct CsvOut {
+    buf: String,
+    crlf: bool,
+    extra_col: bool,
+    rows: u64,
+}
+
+impl CsvOut {
+    fn new(rng: &mut Rng, header: &[&str], defect_rate: f64) -> Self {
+        let bom = rng.chance(defect_rate * 3.0);
+        let crlf = rng.chance(defect_rate * 3.0);
+        let extra_col = rng.chance(defect_rate * 3.0);
+        let mut out = CsvOut { buf: String::with_capacity(1 << 16), crlf, extra_col, rows: 0 };
+        if bom {
+            out.buf.push('\u{feff}');
+        }
+        // Header names in odd casing and spacing now and then: matched case-insensitively.
+        let names: Vec<String> = header
+            .iter()
+            .map(|h| if rng.chance(defect_rate) { format!(" {} ", h.to_uppercase()) } else { h.to_string() })
+            .collect();
+        let mut names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        if extra_col {
+            names.push("partner_note");
+        }
+        out.line(&names);
+        out.rows = 0;
+        out
+    }
+
+    fn line(&mut self, fields: &[&str]) {
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(',');
+            }
+            if f.contains([',', '"', '\n', '\r']) {
+                self.buf.push('"');
+                self.buf.push_str(&f.replace('"', "\"\""));
+                self.buf.push('"');
+            } else {
+                self.buf.push_str(f);
+            }
+        }
+        self.buf.push_str(if self.crlf { "\r\n" } else { "\n" });
+        self.rows += 1;
+    }
+
+    fn row(&mut self, rng: &mut Rng, defect_rate: f64, fields: &mut Vec<String>) {
+        if self.extra_col {
+            fields.push(if rng.chance(0.3) { "note, with comma".into() } else { String::new() });
+        }
+        if rng.chance(defect_rate * 0.2) {
+            // malformed row: one field too many or too few
+            if rng.chance(0.5) {
+                fields.pop();
+            } else {
+                fields.push("stray".into());
+            }
+        }
+        let refs: Vec<&str> = fields.iter().map(|s| s.as_str()).collect();
+        self.line(&refs);
+    }
+}
+
+fn money(rng: &mut Rng, cents: i64, symbol: &str) -> String {
+    let whole = cents / 100;
+    let frac = cents % 100;
+    match rng.below(10) {
+        0 if whole >= 1000 => {
+            let mut grouped = String::new();
+            let digits = whole.to_string();
+            for (i, ch) in digits.chars().enumerate() {
+                if i > 0 && (digits.len() - i) % 3 == 0 {
+                    grouped.push(',');
+                }
+                grouped.push(ch);
+            }
+            format!("{symbol}{grouped}.{frac:02}")
+        }
+        1 => format!("{symbol}{whole}.{frac:02}"),
+        2 if frac % 10 == 0 => format!("{whole}.{}", frac / 10),
+        3 => format!(" {whole}.{frac:02} "),
+        _ => format!("{whole}.{frac:02}"),
+    }
+}
+
+fn symbol(currency: &str) -> &'static str {
+    match currency {
+        "EUR" => "€",
+        "GBP" => "£",
+        _ => "$",
+    }
+}
+
+fn timestamp(rng: &mut Rng, date: NaiveDate) -> String {
+    let h = rng.range(0, 23);
+    let m = rng.range(0, 59);
+    let s = rng.range(0, 59);
+    match rng.below(6) {
+        0 => format!("{date} {h:02}:{m:02}:{s:02}"),
+        1 => {
+            // an offset that keeps the UTC date: local = UTC + 2h, only when it stays the same day
+            if h <= 21 {
+                format!("{date}T{:02}:{m:02}:{s:02}+02:00", h + 2)
+            } else {
+                format!("{date}T{h:02}:{m:02}:{s:02}Z")
+            }
+        }
+        2 => format!("{date}t{h:02}:{m:02}:{s:02}.{:03}z", rng.below(1000)),
+        _ => format!("{date}T{h:02}:{m:02}:{s:02}Z"),
+    }
+}
+
+fn odd_case(rng: &mut Rng, s: &str, defect_rate: f64) -> String {
+    if !rng.chance(defect_rate * 2.0) {
+        return s.to_string();
+    }
+    match rng.below(3) {
+        0 => s.to_uppercase(),
+        1 => format!("  {}  ", s.replace(' ', "   ")),
+        _ => s.to_lowercase(),
+    }
+}
+
+/// Blanks or corrupts one required field of a row (by index) to exercise row rejection.
+fn corrupt(rng: &mut Rng, fields: &mut [String], choices: &[(usize, &[&str])]) {
+    let (idx, bad) = rng.pick(choices);
+    fields[*idx] = rng.pick(bad).to_string();
+}
+
+pub struct Generator {
+    opts: GenerateOptions,
+}
+
+impl Generator {
+    pub fn new(opts: GenerateOptions) -> Self {
+        Generator { opts }
+    }
+
+    pub fn partner_ids(&self) -> Vec<String> {
+        (0..self.opts.partners)
+            .map(|i| if i < PARTNERS.len() { PARTNERS[i].to_string() } else { format!("partner-{:03}", i + 1) })
+            .collect()
+    }
+
+    /// Writes every file to the landing zone.
+    pub async fn write(&self, landing: &Location, on_file: &(dyn Fn(&str, u64) + Sync)) -> Result<GenerateSummary, String> {
+        let mut summary = GenerateSummary { partners: self.partner_ids(), ..Default::default() };
+        for d in 0..self.opts.days {
+            summary.dates.push((self.opts.start + Duration::days(d as i64)).to_string());
+        }
+        for (pi, partner) in self.partner_ids().into_iter().enumerate() {
+            let mut rng = Rng::new(self.opts.seed.wrapping_mul(1_000_003).wrapping_add(pi as u64));
+            let mut state = PartnerState { id: partner, products: Vec::new(), customers: 0, campaigns: 0, next_order: 1, pending: Vec::new() };
+            for d in 0..self.opts.days {
+                let date = self.opts.start + Duration::days(d as i64);
+                for (dataset, name, bytes, rows) in self.day_files(&mut rng, &mut state, date, d, pi) {
+                    let path = Path::from_iter([state.id.as_str(), dataset, &date.to_string(), &name].map(PathPart::from));
+                    let mut w = BufWriter::new(landing.store.clone(), path.clone());
+                    w.write_all(&bytes).await.map_err(|e| format!("{}: {e}", landing.describe(&path)))?;
+                    w.shutdown().await.map_err(|e| format!("{}: {e}", landing.describe(&path)))?;
+                    on_file(&landing.describe(&path), bytes.len() as u64);
+                    summary.files += 1;
+                    summary.rows += rows;
+                    summary.bytes += bytes.len() as u64;
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Every file of one partner and day: (dataset, file name, content, data rows).
+    fn day_files(&self, rng: &mut Rng, st: &mut PartnerState, date: NaiveDate, day: usize, pi: usize) -> Vec<(&'static str, String, Vec<u8>, u64)> {
+        let dr = self.opts.defect_rate;
+        let rows = self.opts.rows.max(1);
+        let mut files = Vec::new();
+        let mut push = |dataset: &'static str, out: CsvOut, suffix: &str| {
+            let rows = out.rows;
+            files.push((dataset, format!("{dataset}_{date}{suffix}.csv"), out.buf.into_bytes(), rows));
+        };
+
+        // products: the whole catalog on day 0, then changes, re-sends and new SKUs.
+        let catalog = (rows / 2).max(20);
+        let mut out = CsvOut::new(rng, &["sku", "name", "category", "brand", "price", "currency", "quantity", "updated_at"], dr);
+        let mut send: Vec<usize> = Vec::new();
+        if day == 0 {
+            while st.products.len() < catalog {
+                let i = st.products.len();
+                st.products.push(Product {
+                    sku: format!("{}-{:06}", &st.id[..st.id.len().min(3)].to_uppercase(), i + 1),
+                    name: format!("{} {}", rng.pick(ADJECTIVES), rng.pick(NOUNS)),
+                    category: rng.below(CATEGORIES.len() as u64) as usize,
+                    brand: rng.below(BRANDS.len() as u64) as usize,
+                    price_cents: rng.range(199, 250_000),
+                    currency: if rng.chance(0.1) { "EUR" } else if rng.chance(0.05) { "GBP" } else { "USD" },
+                    qty: rng.range(0, 500),
+                });
+            }
+            send.extend(0..st.products.len());
+        } else {
+            for (i, p) in st.products.iter_mut().enumerate() {
+                if rng.chance(0.08) {
+                    p.price_cents = (p.price_cents as f64 * (0.8 + rng.below(40) as f64 / 100.0)) as i64;
+                    send.push(i);
+                } else if rng.chance(0.05) {
+                    p.qty = rng.range(0, 500);
+                    send.push(i);
+                } else if rng.chance(0.05) {
+                    send.push(i); // unchanged re-send
+                }
+            }
+            for _ in 0..(catalog / 20).max(1) {
+                let i = st.products.len();
+                st.products.push(Product {
+                    sku: format!("{}-{:06}", &st.id[..st.id.len().min(3)].to_uppercase(), i + 1),
+                    name: format!("{} {}", rng.pick(ADJECTIVES), rng.pick(NOUNS)),
+                    category: rng.below(CATEGORIES.len() as u64) as usize,
+                    brand: rng.below(BRANDS.len() as u64) as usize,
+                    price_cents: rng.range(199, 250_000),
+                    currency: "USD",
+                    qty: rng.range(0, 500),
+                });
+                send.push(i);
+            }
+        }
+        for &i in &send {
+            let p = &st.products[i];
+            let sku = if rng.chance(dr) { p.sku.to_lowercase() } else { p.sku.clone() };
+            let mut f = vec![
+                sku,
+                odd_case(rng, &p.name, dr),
+                odd_case(rng, CATEGORIES[p.category], 0.5),
+                if rng.chance(0.05) { String::new() } else { BRANDS[p.brand].to_string() },
+                money(rng, p.price_cents, symbol(p.currency)),
+                if p.currency == "USD" && rng.chance(0.3) { String::new() } else { odd_case(rng, p.currency, dr).to_lowercase() },
+                p.qty.to_string(),
+                timestamp(rng, date),
+            ];
+            if rng.chance(dr) {
+                corrupt(rng, &mut f, &[(0, &["", "  "]), (1, &[""]), (2, &[""]), (4, &["", "abc", "-5.00", "12.34567", "1,23", ".5"]), (5, &["US", "dollars"]), (6, &["-3", "3.0", "many"]), (7, &["yesterday", "2026-13-01"])]);
+            }
+            out.row(rng, dr, &mut f);
+            if rng.chance(dr * 0.5) {
+                // the same SKU twice in one file: the later row wins
+                let mut dup = f.clone();
+                dup[6] = (p.qty + 1).to_string();
+                if dup.len() >= 8 {
+                    out.row(rng, 0.0, &mut dup);
+                }
+            }
+        }
+        push("products", out, "");
+
+        // customers: a base on day 0, a few new and updated ones every day.
+        let target = st.customers + if day == 0 { (rows / 2).max(10) } else { (rows / 10).max(2) };
+        let mut out = CsvOut::new(rng, &["customer_id", "email", "first_name", "last_name", "country", "signup_date"], dr);
+        let updates = if day == 0 { 0 } else { (rows / 50).max(1) };
+        let ids: Vec<usize> = (st.customers..target).chain((0..updates).map(|_| rng.below(st.customers.max(1) as u64) as usize)).collect();
+        for c in ids {
+            let first = *rng.pick(FIRST);
+            let last = *rng.pick(LAST);
+            let email = if rng.chance(dr) {
+                rng.pick(&["not-an-email", "a@b", "x @y.com"]).to_string()
+            } else {
+                format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), c)
+            };
+            let mut f = vec![
+                format!("C{:06}", c + 1),
+                if rng.chance(dr) { email.to_uppercase() } else { email },
+                if rng.chance(0.03) { String::new() } else { odd_case(rng, first, dr) },
+                if rng.chance(0.03) { String::new() } else { last.to_string() },
+                if rng.chance(dr) { rng.pick(&["USA", "U1", "12"]).to_string() } else { rng.pick(COUNTRIES).to_string() },
+                (date - Duration::days(rng.range(0, 900))).to_string(),
+            ];
+            if rng.chance(dr) {
+                corrupt(rng, &mut f, &[(0, &["", " "]), (5, &["2026-02-30", "20261120", "soon"])]);
+            }
+            out.row(rng, dr, &mut f);
+        }
+        st.customers = target;
+        push("customers", out, "");
+
+        // campaigns: a few on day 0, one more now and then.
+        let new_campaigns = if day == 0 { 4 } else if rng.chance(0.3) { 1 } else { 0 };
+        if new_campaigns > 0 {
+            let mut out = CsvOut::new(rng, &["campaign_id", "name", "channel", "start_date", "end_date", "budget"], dr);
+            for _ in 0..new_campaigns {
+                st.campaigns += 1;
+                let budget_cents = rng.range(50_000, 5_000_000);
+                let start = date - Duration::days(rng.range(0, 10));
+                let mut f = vec![
+                    format!("CMP-{:03}", st.campaigns),
+                    format!("{} {}", rng.pick(&["Black Friday", "Spring Sale", "Back to School", "Summer Deals", "Clearance"]), 2026),
+                    rng.pick(CHANNELS).to_string(),
+                    start.to_string(),
+                    if rng.chance(0.2) { String::new() } else { (start + Duration::days(rng.range(5, 40))).to_string() },
+                    if rng.chance(0.15) { String::new() } else if rng.chance(0.1) { "0".into() } else { money(rng, budget_cents, "$") },
+                ];
+                if rng.chance(dr * 3.0) {
+                    f[4] = (start - Duration::days(3)).to_string(); // invalid_range
+                }
+                out.row(rng, 0.0, &mut f);
+            }
+            push("campaigns", out, "");
+        }
+
+        // orders and their items; some late (an earlier business date), some pending that
+        // a later day completes or returns, some cancelled.
+        let mut orders = CsvOut::new(rng, &["order_id", "customer_id", "order_date", "status", "currency", "campaign_id", "total_amount"], dr);
+        let mut items = CsvOut::new(rng, &["order_id", "line_number", "sku", "quantity", "unit_price", "discount", "returned"], dr);
+        let resolved = std::mem::take(&mut st.pending);
+        for (order_id, customer, ts, _lines) in resolved {
+            let status = if rng.chance(0.8) { "completed" } else if rng.chance(0.5) { "returned" } else { "Canceled" };
+            let mut f = vec![order_id, customer, ts, status.into(), String::new(), String::new(), String::new()];
+            orders.row(rng, 0.0, &mut f);
+        }
+        for _ in 0..rows {
+            let order_id = format!("O{}-{:07}", pi + 1, st.next_order);
+            st.next_order += 1;
+            let customer = format!("C{:06}", rng.below(st.customers.max(1) as u64) + 1 + if rng.chance(0.02) { 900_000 } else { 0 });
+            let odate = if day > 0 && rng.chance(0.05) { date - Duration::days(rng.range(1, day.min(3) as i64)) } else { date };
+            let ts = timestamp(rng, odate);
+            let r = rng.below(100);
+            let status = match r {
+                0..=64 => "completed",
+                65..=79 => "pending",
+                80..=86 => "returned",
+                87..=92 => "cancelled",
+                _ => "COMPLETED",
+            };
+            let currency = if rng.chance(0.1) { "eur" } else { "USD" };
+            let lines = rng.range(1, 4) as usize;
+            let mut total_cents = 0i64;
+            for line in 1..=lines {
+                let p = &st.products[rng.below(st.products.len() as u64) as usize];
+                let sku = if rng.chance(0.01) { "UNKNOWN-SKU".to_string() } else { p.sku.clone() };
+                let qty = rng.range(1, 5);
+                let discount = *rng.pick(&["", "", "", "0", "0.1", "0.25", "0.05"]);
+                let returned = if status == "completed" && rng.chance(0.05) { rng.pick(&["true", "yes", "Y", "1"]).to_string() } else { rng.pick(&["", "false", "no", "0", "N"]).to_string() };
+                let disc_bp: i64 = match discount {
+                    "0.1" => 1000,
+                    "0.25" => 2500,
+                    "0.05" => 500,
+                    _ => 0,
+                };
+                total_cents += p.price_cents * qty * (10_000 - disc_bp) / 10_000;
+                let mut f = vec![order_id.clone(), line.to_string(), sku, qty.to_string(), money(rng, p.price_cents, "$"), discount.to_string(), returned];
+                if rng.chance(dr) {
+                    corrupt(rng, &mut f, &[(1, &["0", "x", ""]), (3, &["0", "-1", "2.5", ""]), (4, &["", "free", "-1.00"]), (5, &["1.5", "-0.1", "ten"]), (6, &["maybe"])]);
+                }
+                items.row(rng, dr, &mut f);
+                if rng.chance(dr * 0.3) {
+                    items.row(rng, 0.0, &mut f.clone()); // duplicate key in one file
+                }
+            }
+            let total = if rng.chance(dr) { money(rng, total_cents + 500, "$") } else if rng.chance(0.2) { String::new() } else { money(rng, total_cents, "$") };
+            let campaign = if st.campaigns > 0 && rng.chance(0.3) { format!("CMP-{:03}", rng.range(1, st.campaigns as i64)) } else { String::new() };
+            let mut f = vec![order_id.clone(), customer.clone(), ts.clone(), odd_case(rng, status, dr), currency.into(), campaign, total];
+            if rng.chance(dr) {
+                corrupt(rng, &mut f, &[(1, &["", " "]), (2, &["", "2026-11-31", "11/20/2026", "2026-11-20T10:00"]), (3, &["shipped", ""]), (4, &["US", "dollars"]), (6, &["1.2.3"])]);
+            }
+            orders.row(rng, dr, &mut f);
+            if status == "pending" && rng.chance(0.6) {
+                st.pending.push((order_id, customer, ts, lines));
+            }
+        }
+        push("orders", orders, "");
+        push("order_items", items, "");
+
+        // inventory: a snapshot of every SKU in one or two warehouses.
+        let mut out = CsvOut::new(rng, &["sku", "warehouse", "quantity_on_hand", "reorder_level"], dr);
+        for p in &st.products {
+            for w in WAREHOUSES.iter().take(1 + (p.sku.len() % 2)) {
+                let mut f = vec![p.sku.clone(), w.to_string(), rng.range(0, 300).to_string(), if rng.chance(0.2) { String::new() } else { rng.range(0, 50).to_string() }];
+                if rng.chance(dr) {
+                    corrupt(rng, &mut f, &[(2, &["-1", "", "lots"]), (3, &["-5", "1.5"])]);
+                }
+                out.row(rng, dr, &mut f);
+            }
+        }
+        push("inventory", out, "");
+
+        // File-level defects, as extra files so the day's main feeds survive: a header
+        // missing a required column, a Latin-1 (not UTF-8) file, and broken CSV.
+        if dr > 0.0 && (day + pi) % 3 == 0 {
+            let mut out = CsvOut::new(rng, &["customer_id", "email", "country"], 0.0);
+            out.line(&["C999001", "late@example.com", "US"]);
+            let mut o2 = out;
+            o2.buf = o2.buf.replace("customer_id", "cust_id");
+            push("customers", o2, "_missing_column");
+        }
+        if dr > 0.0 && (day + pi) % 3 == 1 {
+            let mut bytes = b"sku,name,category,price\n".to_vec();
+            bytes.extend_from_slice(b"LAT-1,Caf\xe9 Cr\xe8me,grocery,3.50\n");
+            files.push(("products", format!("products_{date}_latin1.csv"), bytes, 1));
+        }
+        if dr > 0.0 && (day + pi) % 3 == 2 {
+            let bytes = b"campaign_id,name,start_date\nCMP-900,\"Unterminated,2026-11-01\n".to_vec();
+            files.push(("campaigns", format!("campaigns_{date}_broken.csv"), bytes, 1));
+        }
+        files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rng_is_stable() {
+        let mut r = Rng::new(42);
+        let first: Vec<u64> = (0..3).map(|_| r.next()).collect();
+        let mut r2 = Rng::new(42);
+        assert_eq!(first, (0..3).map(|_| r2.next()).collect::<Vec<_>>());
+        // pinned: changing the generator silently would change every generated data set
+        assert_eq!(Rng::new(0).next(), 0xE220A8397B1DCDAF);
+    }
+
+    #[test]
+    fn money_formats() {
+        let mut r = Rng::new(1);
+        for _ in 0..200 {
+            let s = money(&mut r, 123_456_789, "$");
+            let t = s.trim();
+            assert!(t == "$1,234,567.89" || t == "$1234567.89" || t == "1234567.89", "{s}");
+        }
+    }
+}
