@@ -1,0 +1,178 @@
+//! Shared helpers: run the real binary, make landing zones and lakes on local disk or S3,
+//! read bronze back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use arrow::array::RecordBatch;
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use schemas::Location;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_medallion");
+
+/// Where a test's landing zone and lake live.
+pub struct Env {
+    pub landing: String,
+    pub lake: String,
+    /// Local scratch folder (input files, local landing/lake).
+    pub dir: tempfile::TempDir,
+}
+
+/// A local landing zone and lake in a fresh temporary folder.
+pub fn local() -> Env {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Env { landing: dir.path().join("landing").display().to_string(), lake: dir.path().join("lake").display().to_string(), dir }
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The S3 bucket of the test services. Tests that need S3 fail when it is not configured
+/// (scripts/test.sh starts SeaweedFS and sets it); the only way to skip them is to say so
+/// explicitly with MEDALLION_SKIP_SERVICE_TESTS=1, and then the skip is printed.
+pub fn s3_bucket() -> Option<String> {
+    match (std::env::var("MEDALLION_TEST_S3_BUCKET"), std::env::var("AWS_ENDPOINT_URL")) {
+        (Ok(b), Ok(_)) if !b.is_empty() => Some(b),
+        _ if std::env::var("MEDALLION_SKIP_SERVICE_TESTS").as_deref() == Ok("1") => {
+            eprintln!("SKIPPED: S3 test (MEDALLION_SKIP_SERVICE_TESTS=1)");
+            None
+        }
+        _ => panic!(
+            "this test needs the S3 server: run it through scripts/test.sh (which starts SeaweedFS and sets \
+             AWS_ENDPOINT_URL and MEDALLION_TEST_S3_BUCKET), or set MEDALLION_SKIP_SERVICE_TESTS=1 to skip it knowingly"
+        ),
+    }
+}
+
+/// A landing zone and lake under a unique prefix of the test bucket.
+pub fn s3(name: &str) -> Option<Env> {
+    let bucket = s3_bucket()?;
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let prefix = format!("e2e/{name}-{}-{nanos}-{n}", std::process::id());
+    Some(Env {
+        landing: format!("s3://{bucket}/{prefix}/landing"),
+        lake: format!("s3://{bucket}/{prefix}/lake"),
+        dir: tempfile::tempdir().expect("tempdir"),
+    })
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "medallion failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// Runs `medallion` with the env's lake and landing zone.
+pub fn medallion(env: &Env, args: &[&str]) -> Run {
+    let out: Output = Command::new(BIN)
+        .args(args)
+        .env("MEDALLION_LAKE", &env.lake)
+        .env("MEDALLION_LANDING", &env.landing)
+        .env_remove("MEDALLION_LOG")
+        .current_dir(env.dir.path())
+        .output()
+        .expect("run medallion");
+    let r = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(!r.stderr.contains("panicked") && !r.stderr.contains("internal error"), "medallion panicked:\n{}", r.stderr);
+    r
+}
+
+/// Writes a file in the test's scratch folder and returns its path.
+pub fn file(env: &Env, name: &str, content: &[u8]) -> PathBuf {
+    let dir = env.dir.path().join("input").join(format!("{}", COUNTER.fetch_add(1, Ordering::SeqCst)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+/// Puts a file straight into the landing zone (any folder name, even ones `ingest` refuses).
+pub fn put_landing(env: &Env, rel: &str, content: &[u8]) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let loc = Location::open("landing zone", &env.landing, true).unwrap();
+        loc.store.put(&object_store::path::Path::from(rel), content.to_vec().into()).await.unwrap();
+    });
+}
+
+/// Pushes content through `medallion ingest` (which is how a user lands a file by hand).
+pub fn ingest(env: &Env, partner: &str, dataset: &str, date: &str, name: &str, content: &[u8]) {
+    let p = file(env, name, content);
+    medallion(env, &["ingest", "--partner", partner, "--dataset", dataset, "--date", date, p.to_str().unwrap()]).ok();
+}
+
+/// Reads every batch of a Parquet file of the lake.
+pub fn read_parquet(env: &Env, path: &str) -> Vec<RecordBatch> {
+    let bytes = read_lake(env, path).expect("parquet file exists");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap().build().unwrap();
+    reader.map(|b| b.unwrap()).collect()
+}
+
+/// A lake object's bytes, or None when absent.
+pub fn read_lake(env: &Env, path: &str) -> Option<Vec<u8>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let loc = Location::open("lake", &env.lake, true).unwrap();
+        match loc.store.get(&object_store::path::Path::from(path)).await {
+            Ok(r) => Some(r.bytes().await.unwrap().to_vec()),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => panic!("{e}"),
+        }
+    })
+}
+
+/// Every object path under a lake prefix.
+pub fn list_lake(env: &Env, prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let loc = Location::open("lake", &env.lake, true).unwrap();
+        let p = object_store::path::Path::from(prefix);
+        let metas: Vec<_> = loc.store.list(Some(&p)).try_collect().await.unwrap();
+        let mut v: Vec<String> = metas.into_iter().map(|m| m.location.to_string()).collect();
+        v.sort();
+        v
+    })
+}
+
+/// The string values of a column across batches (None for nulls).
+pub fn column(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
+    use arrow::array::{Array, AsArray};
+    let mut out = Vec::new();
+    for b in batches {
+        let col = b.column_by_name(name).unwrap_or_else(|| panic!("no column {name} in {:?}", b.schema()));
+        if let Some(s) = col.as_string_opt::<i32>() {
+            for i in 0..s.len() {
+                out.push(s.is_valid(i).then(|| s.value(i).to_string()));
+            }
+        } else {
+            let s = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8).unwrap();
+            let s = s.as_string::<i32>();
+            for i in 0..s.len() {
+                out.push(s.is_valid(i).then(|| s.value(i).to_string()));
+            }
+        }
+    }
+    out
+}
+
+pub fn is_local_empty_or_missing(p: &Path) -> bool {
+    !p.exists() || std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(true)
+}
