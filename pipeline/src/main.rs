@@ -110,6 +110,10 @@ dataset and date) is reported and not landed again. Exit code 4 when the date ha
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the feed contract (datasets, columns, required flags, types, rules) as Markdown.
+    #[command(after_help = "Examples:
+  medallion contract > docs/feeds.md")]
+    Contract,
     /// List the feed registry: every landed or quarantined file, with counts and reasons.
     #[command(after_help = "Examples:
   medallion feeds
@@ -298,6 +302,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     println!("ingested {w}");
                 }
             }
+            Ok(exit::OK)
+        }
+        Command::Contract => {
+            print!("{}", schemas::contract::markdown());
             Ok(exit::OK)
         }
         Command::Feeds { date } => {

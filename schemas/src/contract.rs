@@ -174,9 +174,9 @@ use Rule as R;
 pub const ORDER_STATUSES: &[&str] = &["pending", "completed", "cancelled", "canceled", "returned"];
 
 const PRODUCTS: &[Column] = &[
-    col("sku", true, T::String, &[R::Upper, R::MaxLen(64)], "Partner's stock-keeping unit, upper-cased"),
+    col("sku", true, T::String, &[R::Upper, R::MaxLen(64)], "Partner's stock-keeping unit"),
     col("name", true, T::String, &[], "Product name"),
-    col("category", true, T::String, &[R::TitleCase], "Product category in Title Case"),
+    col("category", true, T::String, &[R::TitleCase], "Product category"),
     col("brand", false, T::String, &[], "Brand"),
     col("price", true, T::Money, &[R::Min(0)], "Unit list price"),
     col("currency", false, T::Currency, &[R::Default("USD")], "ISO currency code"),
@@ -186,7 +186,7 @@ const PRODUCTS: &[Column] = &[
 
 const CUSTOMERS: &[Column] = &[
     col("customer_id", true, T::String, &[], "Partner's customer id"),
-    col("email", false, T::String, &[R::Lower, R::EmailWarn], "Email, lower-cased"),
+    col("email", false, T::String, &[R::Lower, R::EmailWarn], "Email address"),
     col("first_name", false, T::String, &[], "First name"),
     col("last_name", false, T::String, &[], "Last name"),
     col("country", false, T::String, &[R::Upper, R::CountryWarn], "ISO 3166 alpha-2 country code"),
@@ -206,7 +206,7 @@ const ORDERS: &[Column] = &[
 const ORDER_ITEMS: &[Column] = &[
     col("order_id", true, T::String, &[], "Order the line belongs to"),
     col("line_number", true, T::Int, &[R::Min(1)], "Line number within the order"),
-    col("sku", true, T::String, &[R::Upper], "Product SKU, upper-cased"),
+    col("sku", true, T::String, &[R::Upper], "Product SKU"),
     col("quantity", true, T::Int, &[R::GreaterThan(0)], "Units ordered"),
     col("unit_price", true, T::Money, &[R::Min(0)], "Price per unit"),
     col("discount", false, T::Decimal, &[R::Min(0), R::Max(1), R::Default("0")], "Discount as a fraction of the line"),
@@ -214,7 +214,7 @@ const ORDER_ITEMS: &[Column] = &[
 ];
 
 const INVENTORY: &[Column] = &[
-    col("sku", true, T::String, &[R::Upper], "Product SKU, upper-cased"),
+    col("sku", true, T::String, &[R::Upper], "Product SKU"),
     col("warehouse", true, T::String, &[], "Warehouse"),
     col("quantity_on_hand", true, T::Int, &[R::Min(0)], "Units on hand"),
     col("reorder_level", false, T::Int, &[R::Min(0), R::Default("0")], "Reorder threshold"),
@@ -223,7 +223,7 @@ const INVENTORY: &[Column] = &[
 const CAMPAIGNS: &[Column] = &[
     col("campaign_id", true, T::String, &[], "Partner's campaign id"),
     col("name", true, T::String, &[], "Campaign name"),
-    col("channel", false, T::String, &[R::Lower], "Marketing channel, lower-cased"),
+    col("channel", false, T::String, &[R::Lower], "Marketing channel"),
     col("start_date", true, T::Date, &[], "First day of the campaign"),
     col("end_date", false, T::Date, &[R::NotBefore("start_date")], "Last day of the campaign"),
     col("budget", false, T::Money, &[R::Min(0)], "Campaign budget"),
@@ -313,4 +313,51 @@ mod tests {
         assert!(parse_run_date("2026-1-20").is_err());
         assert!(parse_run_date("2026-02-30").is_err());
     }
+}
+
+impl Rule {
+    pub fn describe(&self) -> String {
+        match self {
+            Rule::Upper => "upper-cased".into(),
+            Rule::Lower => "lower-cased".into(),
+            Rule::TitleCase => "Title Case".into(),
+            Rule::MaxLen(n) => format!("at most {n} characters"),
+            Rule::Min(n) => format!("≥ {n}"),
+            Rule::Max(n) => format!("≤ {n}"),
+            Rule::GreaterThan(n) => format!("> {n}"),
+            Rule::EmailWarn => "must look like an email, else warn `invalid_email` (value nulled)".into(),
+            Rule::CountryWarn => "2 letters A–Z, else warn `invalid_country` (value nulled)".into(),
+            Rule::NotBefore(c) => format!("≥ {c}, else reject `invalid_range`"),
+            Rule::Default(v) => format!("default `{v}`"),
+        }
+    }
+}
+
+/// The feed contract as a Markdown document (`medallion contract`, `docs/feeds.md`).
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Feed contract\n\nGenerated from `schemas/src/contract.rs` by `medallion contract`; do not edit by hand.\n\
+         Required columns must be present in a feed's header (else the file is quarantined as\n\
+         `missing_column`) and non-null and valid in every row (else the row is rejected as\n\
+         `missing_<column>` or `invalid_<column>`). Every value is trimmed first; empty values are null.\n",
+    );
+    for d in Dataset::ALL {
+        out.push_str(&format!(
+            "\n## {d}\n\nKey: {} per partner; {}.\n\n| column | required | type | rules | meaning |\n|---|---|---|---|---|\n",
+            d.key().join(" + "),
+            if d.is_snapshot() { "a snapshot per (partner, run date): the day's latest file replaces earlier ones" } else { "upserted: the newest version wins" }
+        ));
+        for c in d.columns() {
+            let rules: Vec<String> = c.rules.iter().map(Rule::describe).collect();
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} | {} |\n",
+                c.name,
+                if c.required { "yes" } else { "" },
+                c.ty.describe(),
+                rules.join("; "),
+                c.doc
+            ));
+        }
+    }
+    out
 }

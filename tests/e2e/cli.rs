@@ -5,7 +5,7 @@ use crate::common::*;
 #[test]
 fn every_command_has_help_with_examples() {
     let env = local();
-    for cmd in [vec!["--help"], vec!["generate", "--help"], vec!["bronze", "--help"], vec!["ingest", "--help"], vec!["feeds", "--help"]] {
+    for cmd in [vec!["--help"], vec!["generate", "--help"], vec!["bronze", "--help"], vec!["ingest", "--help"], vec!["feeds", "--help"], vec!["contract", "--help"]] {
         let r = medallion(&env, &cmd).ok();
         assert!(r.stdout.contains("Examples:"), "{cmd:?}:\n{}", r.stdout);
     }
@@ -92,4 +92,13 @@ fn missing_bucket_is_named() {
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert_eq!(r.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("bucket \"medallion-no-such-bucket\" does not exist"), "{stderr}");
+}
+
+#[test]
+fn feed_docs_are_generated_from_the_contract() {
+    let env = local();
+    let r = medallion(&env, &["contract"]).ok();
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/feeds.md")).unwrap();
+    assert!(docs == r.stdout, "docs/feeds.md is stale: regenerate it with `medallion contract > docs/feeds.md`");
+    assert!(r.stdout.contains("| `price` | yes | money | ≥ 0 |"), "{}", r.stdout);
 }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: installs and starts what the tests need
+# (PostgreSQL, SeaweedFS as the S3 server, a Python venv), then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/medallion/target}"
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
+eval "$(scripts/services.sh start)"
+# Service tests must fail, never skip, when a service is missing.
+unset MEDALLION_SKIP_SERVICE_TESTS
+echo "== cargo test (debug build; target $CARGO_TARGET_DIR)" >&2
+cargo test --workspace --locked "$@"
