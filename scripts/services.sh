@@ -6,11 +6,13 @@
 #   scripts/services.sh env               # print the export lines only
 #   scripts/services.sh stop              # stop what this script started
 #
-# Only `export VAR=value` lines go to stdout; every log line goes to stderr.
+# Only `export VAR=value` lines go to stdout (or `false` when `start` fails); logs go to stderr.
 set -euo pipefail
 
-# Keep the real stdout on fd 3 for the export lines; everything else writes to stderr.
-exec 3>&1 1>&2
+# stdout carries only the export lines: the work runs with stdout sent to stderr. Commands that
+# may leave a daemon behind (weed, pg_ctlcluster start, apt-get install) run with every fd above
+# 2 closed, so the daemon holds neither the lock (fd 8) nor any pipe of the caller, such as the
+# one of a `$(...)`, which would otherwise never end.
 
 PG_HOST=127.0.0.1
 PG_PORT=5432
@@ -44,6 +46,16 @@ START_TIMEOUT=60      # seconds to wait for a service to answer
 STOP_TIMEOUT=30       # seconds to wait for weed to exit after SIGTERM
 LOCK_TIMEOUT=600      # seconds to wait for a concurrent `start` (it may be installing packages)
 
+# Close every file descriptor above 2 in the current (sub)shell.
+close_fds() {
+  local f
+  for f in /proc/"$BASHPID"/fd/*; do
+    f="${f##*/}"
+    if [ "$f" -gt 2 ] && [ "$f" -lt 255 ]; then eval "exec $f>&-"; fi
+  done
+}
+without_fds() { (close_fds; exec "$@"); }
+
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -59,7 +71,7 @@ print_env() {
     "MEDALLION_TEST_S3_BUCKET=${S3_BUCKET}" \
     "MEDALLION_VENV=${VENV}" \
     "MEDALLION_TEST_SERVICES=1"; do
-    printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}" >&3
+    printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
   done
 }
 
@@ -72,12 +84,13 @@ apt_install() {
   command -v apt-get >/dev/null || die "apt-get not found; install $* by hand"
   if [ "$apt_updated" = 0 ]; then
     log "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q update </dev/null >&2
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q update </dev/null 8>&-
     apt_updated=1
   fi
   log "apt-get install -y $*"
-  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q install -y \
-    --no-install-recommends "$@" </dev/null >&2
+  # (postinst scripts may start daemons: keep the lock fd out of them)
+  DEBIAN_FRONTEND=noninteractive without_fds apt-get -o DPkg::Lock::Timeout=300 -q install -y \
+    --no-install-recommends "$@" </dev/null
 }
 
 # True when something accepts TCP connections on 127.0.0.1:$1.
@@ -144,7 +157,7 @@ pg_trust_localhost() {
   cat "$tmp" >"$hba"   # rewrite in place: keeps the file's owner and mode
   rm -f "$tmp"
   if pg_ready; then
-    pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" reload </dev/null >&2 ||
+    pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" reload </dev/null 8>&- ||
       die "reloading cluster $ver/$name failed"
     sleep 1
   fi
@@ -181,14 +194,14 @@ pg_start() {
       name=medallion   # a "main" cluster exists but on another port: make our own
     fi
     log "creating PostgreSQL cluster $ver/$name on port $PG_PORT"
-    pg_createcluster "$ver" "$name" -p "$PG_PORT" </dev/null >&2
+    pg_createcluster "$ver" "$name" -p "$PG_PORT" </dev/null 8>&-
     cluster="$ver $name"
   fi
   read -r ver name <<<"$cluster"
 
   pg_trust_localhost "$ver" "$name"
   log "starting PostgreSQL cluster $ver/$name"
-  pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start </dev/null >&2 ||
+  without_fds pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start </dev/null ||
     pg_ready || die "pg_ctlcluster $ver $name start failed; see /var/log/postgresql/"
   mkdir -p "$CACHE"
   echo "$ver $name" >"$PG_MARKER"
@@ -237,7 +250,7 @@ pg_stop() {
   local ver name
   read -r ver name <"$PG_MARKER"
   log "stopping PostgreSQL cluster $ver/$name (started by this script)"
-  pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" stop </dev/null >&2 || true
+  pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" stop </dev/null 8>&- || true
   rm -f "$PG_MARKER"
 }
 
@@ -254,10 +267,10 @@ ensure_venv() {
     rm -rf "$VENV"
     mkdir -p "$CACHE"
     log "creating venv $VENV with $(command -v "$py")"
-    if ! "$py" -m venv "$VENV" >&2; then
+    if ! "$py" -m venv "$VENV"; then
       rm -rf "$VENV"
       apt_install python3-venv
-      "$py" -m venv "$VENV" >&2 || die "python3 -m venv $VENV failed"
+      "$py" -m venv "$VENV" || die "python3 -m venv $VENV failed"
     fi
   fi
 
@@ -281,7 +294,7 @@ py_has() { "$VENV/bin/python" -c "import $1" >/dev/null 2>&1; }
 pip_install() {
   local t0=$SECONDS
   log "pip install $*"
-  if "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" </dev/null >&2; then
+  if "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" </dev/null; then
     log "pip install $* done in $((SECONDS - t0))s"
   else
     log "pip install $* FAILED"
@@ -303,7 +316,9 @@ weed_pid() {
       return 0
     fi
   fi
-  for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+  local d
+  for d in /proc/[0-9]*; do
+    pid="${d#/proc/}"
     if is_our_weed "$pid"; then
       echo "$pid" >"$SW_PID"
       echo "$pid"
@@ -386,10 +401,12 @@ weed_start() {
   log "starting: $VENV/bin/weed ${args[*]}"
   local launcher=(nohup)
   command -v setsid >/dev/null && launcher=(setsid nohup)
-  # fds 3 (our stdout, maybe a $(...) pipe) and 8 (the lock) must not leak into weed.
-  (cd "$SW_DIR" && exec "${launcher[@]}" "$VENV/bin/weed" "${args[@]}" \
-    >>"$SW_LOG" 2>&1 </dev/null 3>&- 8>&- &
-    echo $! >"$SW_PID")
+  (
+    cd "$SW_DIR"
+    close_fds
+    exec "${launcher[@]}" "$VENV/bin/weed" "${args[@]}" >>"$SW_LOG" 2>&1 </dev/null
+  ) &
+  echo $! >"$SW_PID"
   local pid
   read -r pid <"$SW_PID"
   log "weed pid $pid, log $SW_LOG"
@@ -539,13 +556,15 @@ weed_stop() {
 
 # ---------------------------------------------------------------------------------------------
 
+# Run "$@" holding $CACHE/services.lock on fd 8, stdout sent to stderr, stdin from /dev/null.
 with_lock() {
   mkdir -p "$CACHE"
   if command -v flock >/dev/null; then
     exec 8>"$CACHE/services.lock"
-    flock -w "$LOCK_TIMEOUT" 8 || die "another services.sh holds $CACHE/services.lock for ${LOCK_TIMEOUT}s"
+    flock -w "$LOCK_TIMEOUT" 8 ||
+      die "another services.sh held $CACHE/services.lock for ${LOCK_TIMEOUT}s"
   fi
-  "$@"
+  "$@" >&2 </dev/null
   if command -v flock >/dev/null; then exec 8>&-; fi
 }
 
@@ -554,7 +573,6 @@ cmd_start() {
   ensure_postgres
   ensure_seaweedfs
   log "services ready in $((SECONDS - t0))s"
-  print_env
 }
 
 cmd_stop() {
@@ -563,7 +581,14 @@ cmd_stop() {
 }
 
 case "${1:-}" in
-  start) with_lock cmd_start ;;
+  start)
+    # On failure print `false`, so that `eval "$(scripts/services.sh start)"` fails too (an eval
+    # of empty output would succeed). fd 3 is the real stdout; daemons never inherit it.
+    exec 3>&1
+    trap '[ $? -eq 0 ] || echo false >&3' EXIT
+    with_lock cmd_start
+    print_env
+    ;;
   stop) with_lock cmd_stop ;;
   env) print_env ;;
   *)
