@@ -69,12 +69,13 @@ def main():
     ap.add_argument("--size-mb", type=float, default=1000)
     ap.add_argument("--partners", type=int, default=8)
     ap.add_argument("--bin", default=None)
-    ap.add_argument("--python", default=os.environ.get("MEDALLION_VENV", "") and os.path.join(os.environ["MEDALLION_VENV"], "bin", "python"))
+    venv = os.environ.get("MEDALLION_VENV") or os.path.expanduser("~/.cache/medallion/venv")
+    ap.add_argument("--python", default=os.path.join(venv, "bin", "python"), help="a Python with duckdb (default: the project venv)")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed after)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     binary = args.bin or os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "medallion")
-    python = args.python or sys.executable
+    python = args.python if os.path.exists(args.python) else sys.executable
     work = args.work or tempfile.mkdtemp(prefix="medallion-bench-")
     landing = os.path.join(work, "landing")
     lake = os.path.join(work, "lake")

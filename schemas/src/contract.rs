@@ -229,6 +229,12 @@ const CAMPAIGNS: &[Column] = &[
     col("budget", false, T::Money, &[R::Min(0)], "Campaign budget"),
 ];
 
+/// Contract columns with few distinct values: bronze dictionary-encodes these (and only
+/// these, besides lineage constants), since building a dictionary for ids, names and amounts
+/// costs more than it saves.
+pub const LOW_CARDINALITY_COLUMNS: &[&str] =
+    &["category", "brand", "currency", "status", "warehouse", "channel", "country", "discount", "returned", "campaign_id"];
+
 /// Partner ids become path components: `^[a-z0-9][a-z0-9_-]{0,63}$`.
 pub fn validate_partner_id(id: &str) -> Result<(), String> {
     let bytes = id.as_bytes();

@@ -173,6 +173,30 @@ impl Location {
     }
 }
 
+/// Bytes per read when streaming an object: large enough that a local read is one blocking
+/// call per few MiB (object_store's own local stream reads 8 KiB at a time) and an S3 read is
+/// one ranged GET per few MiB.
+pub const READ_CHUNK: u64 = 4 * 1024 * 1024;
+
+/// Streams an object of known size in `READ_CHUNK` ranges, reading one range ahead.
+pub fn read_stream(
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+) -> impl futures::Stream<Item = object_store::Result<bytes::Bytes>> + Send + 'static {
+    use futures::StreamExt;
+    use object_store::ObjectStoreExt;
+    let ranges: Vec<std::ops::Range<u64>> =
+        (0..size).step_by(READ_CHUNK as usize).map(|start| start..(start + READ_CHUNK).min(size)).collect();
+    futures::stream::iter(ranges)
+        .map(move |r| {
+            let store = store.clone();
+            let path = path.clone();
+            async move { store.get_range(&path, r).await }
+        })
+        .buffered(2)
+}
+
 /// Retries for transient failures (5xx, timeouts, connection resets) with exponential backoff
 /// and jitter, bounded so that an unreachable endpoint is reported within about half a minute.
 fn retry_config() -> RetryConfig {
