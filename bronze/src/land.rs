@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::csv::CsvReader;
-use crate::registry::{FeedRecord, FeedStatus, Registry};
+use schemas::registry::{FeedRecord, FeedStatus, Registry};
 use crate::sink::{BronzeSink, FileProblem};
 use crate::BronzeError;
 

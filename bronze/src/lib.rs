@@ -5,11 +5,10 @@
 
 pub mod csv;
 mod land;
-pub mod registry;
 mod sink;
 
 pub use land::{discover, ingest_files, land_date, Candidate, FeedOutcome, Ignored, LandAction, LandReport};
-pub use registry::{FeedRecord, FeedStatus, Registry};
+pub use schemas::registry::{FeedRecord, FeedStatus, Registry, RegistryError};
 pub use sink::LINEAGE_COLUMNS;
 
 use schemas::StoreError;
@@ -19,8 +18,8 @@ use schemas::StoreError;
 pub enum BronzeError {
     #[error("{path}: {source}")]
     Store { path: String, source: StoreError },
-    #[error("registry entry {path}: {message}")]
-    Registry { path: String, message: String },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error("{path}: {message}")]
     Parquet { path: String, message: String },
     #[error("{path}: {message}")]

@@ -93,6 +93,19 @@ dataset and date) is reported and not landed again. Exit code 4 when the date ha
         #[arg(long)]
         concurrency: Option<usize>,
     },
+    /// Clean, validate and upsert a run date's landed feeds into the silver Delta tables.
+    #[command(after_help = "Examples:
+  medallion silver --date 2026-11-20
+  medallion silver --date 2026-11-20 --json | jq '.feeds[] | select(.rejected > 0)'
+
+Every landed feed of the date is cleaned by the contract's rules; rejected rows go to
+silver/quarantine with a reason; rows read = valid + rejected + duplicate is checked for every
+feed (a run that does not balance fails and is undone). Exit code 4 when nothing was landed.")]
+    Silver {
+        /// Run date (YYYY-MM-DD).
+        #[arg(long)]
+        date: String,
+    },
     /// Push files into the landing zone as {partner}/{dataset}/{date}/{file name}.
     #[command(after_help = "Examples:
   medallion ingest --partner acme --dataset orders --date 2026-11-20 ~/Downloads/orders.csv
@@ -155,8 +168,18 @@ impl From<BronzeError> for Failure {
                 Failure { code: f.code, message: format!("{path}: {}", f.message) }
             }
             BronzeError::Usage(m) => Failure::usage(m),
+            BronzeError::Registry(schemas::registry::RegistryError::Store { path, source }) => {
+                let f = Failure::from(source);
+                Failure { code: f.code, message: format!("{path}: {}", f.message) }
+            }
             other => Failure { code: exit::FAILED, message: other.to_string() },
         }
+    }
+}
+
+impl From<schemas::registry::RegistryError> for Failure {
+    fn from(e: schemas::registry::RegistryError) -> Self {
+        Failure::from(BronzeError::from(e))
     }
 }
 
@@ -166,7 +189,10 @@ fn main() -> ExitCode {
     }));
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDALLION_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if cli.quiet { "warn" } else { "info" }));
+        .unwrap_or_else(|_| {
+            // Our own progress at info; libraries (delta-rs, DataFusion, object_store) only warn.
+            tracing_subscriber::EnvFilter::new(if cli.quiet { "warn" } else { "warn,medallion=info,bronze=info,silver=info,schemas=info" })
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -304,6 +330,28 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
+        Command::Silver { date } => {
+            check_date(&date)?;
+            let lake = open("lake", &cli.lake, true).await?;
+            let started = std::time::Instant::now();
+            let report = match silver::run_silver(&lake, &date).await {
+                Ok(r) => r,
+                Err(silver::SilverError::NothingToDo(d)) => {
+                    eprintln!("medallion: nothing to do: no feeds were landed for {d} (run bronze first)");
+                    return Ok(exit::NOTHING_TO_DO);
+                }
+                Err(e) => return Err(Failure::from(e)),
+            };
+            for r in &report.recovered {
+                tracing::warn!("recovered from an interrupted run: {r}");
+            }
+            if cli.json {
+                print_json(&report);
+            } else {
+                print_silver(&report, started.elapsed().as_secs_f64());
+            }
+            Ok(exit::OK)
+        }
         Command::Contract => {
             print!("{}", schemas::contract::markdown());
             Ok(exit::OK)
@@ -337,6 +385,47 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
     }
+}
+
+impl From<silver::SilverError> for Failure {
+    fn from(e: silver::SilverError) -> Self {
+        match e {
+            silver::SilverError::Store { path, source } => {
+                let f = Failure::from(source);
+                Failure { code: f.code, message: format!("{path}: {}", f.message) }
+            }
+            silver::SilverError::Registry(r) => Failure::from(r),
+            other => Failure { code: exit::FAILED, message: other.to_string() },
+        }
+    }
+}
+
+fn print_silver(r: &silver::SilverReport, seconds: f64) {
+    println!("{:<9} {:<12} {:<11} {:>9} {:>9} {:>9} {:>9}  {}", "feed", "partner", "dataset", "read", "valid", "rejected", "dup", "reasons / warnings");
+    for f in &r.feeds {
+        let mut notes: Vec<String> = f.reasons.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        notes.extend(f.warnings.iter().map(|(k, v)| format!("warn {k}={v}")));
+        println!(
+            "{:<9} {:<12} {:<11} {:>9} {:>9} {:>9} {:>9}  {}",
+            f.feed_id, f.partner, f.dataset, f.rows_read, f.valid, f.rejected, f.duplicate, notes.join(", ")
+        );
+    }
+    for d in &r.product_changes {
+        println!(
+            "products {}: {} inserted, {} updated, {} unchanged, {} skipped, {} duplicate",
+            d.partner, d.inserted, d.updated, d.unchanged, d.skipped, d.duplicate
+        );
+    }
+    let orphans: u64 = r.orphan_items.values().sum();
+    println!(
+        "silver {}: {} feeds reconciled; {} orphan items; {} total_mismatch warnings; business dates touched: {} in {:.1}s",
+        r.date,
+        r.feeds.len(),
+        orphans,
+        r.total_mismatch,
+        if r.business_dates.is_empty() { "none".to_string() } else { r.business_dates.join(", ") },
+        seconds
+    );
 }
 
 fn log_feed(o: &FeedOutcome) {

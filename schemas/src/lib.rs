@@ -3,7 +3,9 @@
 
 pub mod contract;
 pub mod paths;
+pub mod registry;
 pub mod store;
+pub mod values;
 
 pub use contract::{Column, ColumnType, Dataset, Rule};
 pub use store::{Location, StoreError};

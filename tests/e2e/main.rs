@@ -3,4 +3,5 @@
 
 mod bronze;
 mod cli;
+mod silver;
 mod common;

@@ -6,10 +6,18 @@
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use schemas::{paths, Dataset, Location};
 use serde::{Deserialize, Serialize};
 
-use crate::BronzeError;
+use crate::{paths, Dataset, Location, StoreError};
+
+/// Errors reading or writing the registry; each names the registry object.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error("registry entry {path}: {message}")]
+    Corrupt { path: String, message: String },
+}
 
 /// Where a feed stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,15 +103,15 @@ impl<'a> Registry<'a> {
         Registry { lake }
     }
 
-    fn err(&self, path: &Path, e: object_store::Error) -> BronzeError {
-        BronzeError::Store { path: self.lake.describe(path), source: self.lake.classify(&e) }
+    fn err(&self, path: &Path, e: object_store::Error) -> RegistryError {
+        RegistryError::Store { path: self.lake.describe(path), source: self.lake.classify(&e) }
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<Option<T>, BronzeError> {
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<Option<T>, RegistryError> {
         match self.lake.store.get(path).await {
             Ok(r) => {
                 let bytes = r.bytes().await.map_err(|e| self.err(path, e))?;
-                let v = serde_json::from_slice(&bytes).map_err(|e| BronzeError::Registry {
+                let v = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Corrupt {
                     path: self.lake.describe(path),
                     message: format!("unreadable registry entry: {e}"),
                 })?;
@@ -115,7 +123,7 @@ impl<'a> Registry<'a> {
     }
 
     /// The highest feed number in use (0 when none).
-    pub async fn max_feed_number(&self) -> Result<u64, BronzeError> {
+    pub async fn max_feed_number(&self) -> Result<u64, RegistryError> {
         let prefix = paths::registry_feeds();
         let metas: Vec<_> = self.lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| self.err(&prefix, e))?;
         Ok(metas
@@ -126,7 +134,7 @@ impl<'a> Registry<'a> {
     }
 
     /// The feed already registered for this content, if any.
-    pub async fn find_by_key(&self, date: &str, partner: &str, dataset: Dataset, sha256: &str) -> Result<Option<FeedRecord>, BronzeError> {
+    pub async fn find_by_key(&self, date: &str, partner: &str, dataset: Dataset, sha256: &str) -> Result<Option<FeedRecord>, RegistryError> {
         let key = paths::registry_key(date, partner, dataset, sha256);
         let Some(entry) = self.get_json::<KeyEntry>(&key).await? else {
             return Ok(None);
@@ -134,13 +142,13 @@ impl<'a> Registry<'a> {
         self.get(&entry.feed_id).await
     }
 
-    pub async fn get(&self, feed_id: &str) -> Result<Option<FeedRecord>, BronzeError> {
+    pub async fn get(&self, feed_id: &str) -> Result<Option<FeedRecord>, RegistryError> {
         self.get_json(&paths::registry_feed(feed_id)).await
     }
 
     /// Claims the next free id at or after `next` for `record` (status `landing`) and indexes
     /// its content key. Returns the id taken.
-    pub async fn claim(&self, next: &mut u64, record: &mut FeedRecord) -> Result<(), BronzeError> {
+    pub async fn claim(&self, next: &mut u64, record: &mut FeedRecord) -> Result<(), RegistryError> {
         loop {
             *next += 1;
             record.feed_id = format_feed_id(*next);
@@ -160,7 +168,7 @@ impl<'a> Registry<'a> {
     }
 
     /// Writes the final state of a feed.
-    pub async fn save(&self, record: &FeedRecord) -> Result<(), BronzeError> {
+    pub async fn save(&self, record: &FeedRecord) -> Result<(), RegistryError> {
         let path = paths::registry_feed(&record.feed_id);
         let body = serde_json::to_vec_pretty(record).expect("feed record serialises");
         self.lake.store.put(&path, PutPayload::from(body)).await.map_err(|e| self.err(&path, e))?;
@@ -168,7 +176,7 @@ impl<'a> Registry<'a> {
     }
 
     /// Every feed registered for a run date (all partners and datasets), in feed-id order.
-    pub async fn feeds_for_date(&self, date: &str) -> Result<Vec<FeedRecord>, BronzeError> {
+    pub async fn feeds_for_date(&self, date: &str) -> Result<Vec<FeedRecord>, RegistryError> {
         let prefix = Path::from(paths::REGISTRY_KEYS).join(date);
         let metas: Vec<_> = self.lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| self.err(&prefix, e))?;
         let mut out = Vec::with_capacity(metas.len());
@@ -184,7 +192,7 @@ impl<'a> Registry<'a> {
     }
 
     /// Every feed in the registry, in feed-id order.
-    pub async fn all_feeds(&self) -> Result<Vec<FeedRecord>, BronzeError> {
+    pub async fn all_feeds(&self) -> Result<Vec<FeedRecord>, RegistryError> {
         let prefix = paths::registry_feeds();
         let metas: Vec<_> = self.lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| self.err(&prefix, e))?;
         let mut out = Vec::with_capacity(metas.len());

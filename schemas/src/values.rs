@@ -1,0 +1,355 @@
+//! The contract's value rules (CONTRACT.md §1 "Value rules"), as pure functions on one value.
+//! Silver applies them column by column; they are the single definition of what a valid
+//! money amount, integer, boolean, date or timestamp is.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+
+/// Money and decimals are exact: an integer count of 1/10 000 (scale 4).
+pub const SCALE: u32 = 4;
+pub const SCALE_FACTOR: i64 = 10_000;
+/// At most 14 integer digits.
+const MAX_INT_DIGITS: usize = 14;
+
+/// Trims and maps empty or whitespace-only values to None.
+pub fn normalize(raw: Option<&str>) -> Option<&str> {
+    let t = raw?.trim();
+    (!t.is_empty()).then_some(t)
+}
+
+/// Strings: trimmed, internal runs of whitespace collapsed to one space. None when empty.
+pub fn clean_string(raw: Option<&str>) -> Option<String> {
+    let t = normalize(raw)?;
+    if !t.chars().any(char::is_whitespace) {
+        return Some(t.to_string());
+    }
+    let mut out = String::with_capacity(t.len());
+    let mut in_space = false;
+    for c in t.chars() {
+        if c.is_whitespace() {
+            if !in_space {
+                out.push(' ');
+            }
+            in_space = true;
+        } else {
+            out.push(c);
+            in_space = false;
+        }
+    }
+    Some(out)
+}
+
+/// Each space-separated word: an upper-case first letter, the rest lower-case.
+pub fn title_case(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, word) in s.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            out.extend(first.to_uppercase());
+            out.extend(chars.flat_map(char::to_lowercase));
+        }
+    }
+    out
+}
+
+/// Money / decimal: `[+-]?[$€£]?(digits | d{1,3}(,ddd)+)(.d{1,4})?`, at most 14 integer
+/// digits. Returns the value in units of 1/10 000.
+pub fn parse_money(s: &str) -> Option<i64> {
+    let (neg, rest) = match s.as_bytes().first()? {
+        b'+' => (false, &s[1..]),
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    let rest = rest.strip_prefix('$').or_else(|| rest.strip_prefix('€')).or_else(|| rest.strip_prefix('£')).unwrap_or(rest);
+    let (int_part, frac_part) = match rest.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (rest, None),
+    };
+    if int_part.is_empty() {
+        return None; // ".5"
+    }
+    let digits: String = if int_part.contains(',') {
+        let groups: Vec<&str> = int_part.split(',').collect();
+        let first = groups[0];
+        if first.is_empty() || first.len() > 3 || !first.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if !groups[1..].iter().all(|g| g.len() == 3 && g.bytes().all(|b| b.is_ascii_digit())) {
+            return None;
+        }
+        groups.concat()
+    } else {
+        if !int_part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        int_part.to_string()
+    };
+    let significant = digits.trim_start_matches('0');
+    if significant.len() > MAX_INT_DIGITS {
+        return None;
+    }
+    let mut value: i64 = if significant.is_empty() { 0 } else { significant.parse().ok()? };
+    value = value.checked_mul(SCALE_FACTOR)?;
+    if let Some(f) = frac_part {
+        if f.is_empty() || f.len() > SCALE as usize || !f.bytes().all(|b| b.is_ascii_digit()) {
+            return None; // "5." or "12.34567"
+        }
+        let frac: i64 = f.parse().ok()?;
+        value += frac * 10i64.pow(SCALE - f.len() as u32);
+    }
+    Some(if neg { -value } else { value })
+}
+
+/// Formats a scaled value with exactly 4 decimals (for messages and tests).
+pub fn format_scaled(v: i64) -> String {
+    let sign = if v < 0 { "-" } else { "" };
+    let a = v.unsigned_abs();
+    format!("{sign}{}.{:04}", a / SCALE_FACTOR as u64, a % SCALE_FACTOR as u64)
+}
+
+/// Integers: optional sign, ASCII digits only, within i64.
+pub fn parse_int(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.strip_prefix('+').unwrap_or(s).parse().ok()
+}
+
+/// Booleans: true/false, t/f, yes/no, y/n, 1/0, case-insensitive.
+pub fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "1" => Some(true),
+        "false" | "f" | "no" | "n" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn strict_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    if ![0, 1, 2, 3, 5, 6, 8, 9].iter().all(|&i| b[i].is_ascii_digit()) {
+        return None;
+    }
+    let y: i32 = s[0..4].parse().ok()?;
+    let m: u32 = s[5..7].parse().ok()?;
+    let d: u32 = s[8..10].parse().ok()?;
+    NaiveDate::from_ymd_opt(y, m, d)
+}
+
+fn two(b: &[u8], i: usize) -> Option<u32> {
+    let (x, y) = (*b.get(i)?, *b.get(i + 1)?);
+    (x.is_ascii_digit() && y.is_ascii_digit()).then(|| ((x - b'0') * 10 + (y - b'0')) as u32)
+}
+
+/// Timestamps, in microseconds since the epoch (UTC): RFC 3339 (`T`/`t` or a space between
+/// date and time, `Z`/`z` or `±HH:MM`, optional fraction), `YYYY-MM-DD HH:MM:SS[.f]` (UTC),
+/// or a plain date (midnight UTC). Seconds are required whenever a time is given.
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    if s.len() == 10 {
+        return Some(strict_date(s)?.and_time(NaiveTime::MIN).and_utc().timestamp_micros());
+    }
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let date = strict_date(&s[..10])?;
+    if !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (h, mi, sec) = (two(b, 11)?, two(b, 14)?, two(b, 17)?);
+    let time = NaiveTime::from_hms_opt(h, mi, sec)?;
+    let mut i = 19;
+    let mut micros: i64 = 0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        let mut end = start;
+        while end < b.len() && b[end].is_ascii_digit() {
+            end += 1;
+        }
+        if end == start || end - start > 9 {
+            return None;
+        }
+        let frac = &s[start..end];
+        let padded = format!("{frac:0<9}");
+        let nanos: i64 = padded.parse().ok()?;
+        micros = nanos / 1000; // sub-microsecond digits are truncated
+        i = end;
+    }
+    let offset_secs: i64 = match &b[i..] {
+        [] => 0,
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), rest @ ..] if rest.len() == 5 && rest[2] == b':' => {
+            let oh = two(rest, 0)? as i64;
+            let om = two(rest, 3)? as i64;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let o = oh * 3600 + om * 60;
+            if *sign == b'+' {
+                o
+            } else {
+                -o
+            }
+        }
+        _ => return None,
+    };
+    let local = NaiveDateTime::new(date, time).and_utc().timestamp_micros();
+    Some(local + micros - offset_secs * 1_000_000)
+}
+
+/// Dates: `YYYY-MM-DD`, or a timestamp whose UTC date is kept. Days since the epoch.
+pub fn parse_date(s: &str) -> Option<i32> {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
+    if let Some(d) = strict_date(s) {
+        return Some((d - epoch).num_days() as i32);
+    }
+    let ts = parse_timestamp(s)?;
+    let d = DateTime::<Utc>::from_timestamp_micros(ts)?.date_naive();
+    Some((d - epoch).num_days() as i32)
+}
+
+/// Currency: three letters, upper-cased.
+pub fn parse_currency(s: &str) -> Option<String> {
+    let up = s.to_ascii_uppercase();
+    (up.len() == 3 && up.bytes().all(|b| b.is_ascii_uppercase())).then_some(up)
+}
+
+/// Order status, lower-cased; `canceled` is `cancelled`.
+pub fn parse_status(s: &str) -> Option<&'static str> {
+    match s.to_lowercase().as_str() {
+        "pending" => Some("pending"),
+        "completed" => Some("completed"),
+        "cancelled" | "canceled" => Some("cancelled"),
+        "returned" => Some("returned"),
+        _ => None,
+    }
+}
+
+/// `^[^@\s]+@[^@\s]+\.[^@\s]+$` on the lower-cased value.
+pub fn is_valid_email(s: &str) -> bool {
+    if s.chars().any(char::is_whitespace) {
+        return false;
+    }
+    let Some((local, domain)) = s.split_once('@') else { return false };
+    if local.is_empty() || domain.contains('@') {
+        return false;
+    }
+    // some '.' with at least one character on each side
+    domain.char_indices().any(|(i, c)| c == '.' && i > 0 && i + 1 < domain.len())
+}
+
+/// Two letters A–Z (after upper-casing).
+pub fn is_valid_country(s: &str) -> bool {
+    s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings() {
+        assert_eq!(normalize(Some("  ")), None);
+        assert_eq!(normalize(Some("")), None);
+        assert_eq!(normalize(None), None);
+        assert_eq!(clean_string(Some("  Big \t  Blue\n Lamp ")), Some("Big Blue Lamp".into()));
+        assert_eq!(title_case("home & garden"), "Home & Garden");
+        assert_eq!(title_case("HOME & GARDEN"), "Home & Garden");
+        assert_eq!(title_case("o'neil's toys"), "O'neil's Toys");
+        assert_eq!(title_case("électronique"), "Électronique");
+    }
+
+    #[test]
+    fn money() {
+        let ok = [
+            ("$1,234.50", 12_345_000),
+            ("1234.5", 12_345_000),
+            ("0", 0),
+            ("-$5.00", -50_000),
+            ("+€12", 120_000),
+            ("£1,234,567", 12_345_670_000),
+            ("12.3456", 123_456),
+            ("99999999999999.9999", 999_999_999_999_999_999),
+            ("00012.00", 120_000),
+        ];
+        for (s, v) in ok {
+            assert_eq!(parse_money(s), Some(v), "{s}");
+        }
+        for s in [".5", "5.", "1,23", "12.34567", "$-5", "abc", "1,2345", ",123", "1.2.3", "", "$", "1 234", "123456789012345", "12,34.5", "1e5", "--1", "+-1", "$$1", "USD 5"] {
+            assert_eq!(parse_money(s), None, "{s}");
+        }
+        assert_eq!(format_scaled(12_345_000), "1234.5000");
+        assert_eq!(format_scaled(-50), "-0.0050");
+    }
+
+    #[test]
+    fn ints_and_bools() {
+        assert_eq!(parse_int("3"), Some(3));
+        assert_eq!(parse_int("+3"), Some(3));
+        assert_eq!(parse_int("-12"), Some(-12));
+        for s in ["3.0", "3,000", "", "+", "1e3", " 3", "9223372036854775808", "٣"] {
+            assert_eq!(parse_int(s), None, "{s}");
+        }
+        assert_eq!(parse_int("9223372036854775807"), Some(i64::MAX));
+        for (s, v) in [("TRUE", true), ("f", false), ("Yes", true), ("n", false), ("1", true), ("0", false)] {
+            assert_eq!(parse_bool(s), Some(v), "{s}");
+        }
+        assert_eq!(parse_bool("maybe"), None);
+        assert_eq!(parse_bool("2"), None);
+    }
+
+    fn ts(s: &str) -> Option<String> {
+        parse_timestamp(s).map(|us| DateTime::<Utc>::from_timestamp_micros(us).unwrap().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(ts("2026-11-20T13:45:00Z").unwrap(), "2026-11-20T13:45:00.000000Z");
+        assert_eq!(ts("2026-11-20t13:45:00z").unwrap(), "2026-11-20T13:45:00.000000Z");
+        assert_eq!(ts("2026-11-20T13:45:00+02:00").unwrap(), "2026-11-20T11:45:00.000000Z");
+        assert_eq!(ts("2026-11-20T01:00:00+02:00").unwrap(), "2026-11-19T23:00:00.000000Z");
+        assert_eq!(ts("2026-11-20T23:30:00-01:00").unwrap(), "2026-11-21T00:30:00.000000Z");
+        assert_eq!(ts("2026-11-20T13:45:00.123456789Z").unwrap(), "2026-11-20T13:45:00.123456Z");
+        assert_eq!(ts("2026-11-20T13:45:00.5+00:00").unwrap(), "2026-11-20T13:45:00.500000Z");
+        assert_eq!(ts("2026-11-20 13:45:00").unwrap(), "2026-11-20T13:45:00.000000Z");
+        assert_eq!(ts("2026-11-20").unwrap(), "2026-11-20T00:00:00.000000Z");
+        for s in ["2026-11-20T13:45", "2026-11-20T13:45Z", "2026-11-31", "2026-11-20T25:00:00Z", "11/20/2026", "2026-11-20T13:45:00+0200", "2026-11-20T13:45:00 Z", "2026-1-20", "20261120", "2026-11-20T13:45:00.Z", "yesterday"] {
+            assert_eq!(ts(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn dates() {
+        let d = |s| parse_date(s).map(|n| (NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(n as i64)).to_string());
+        assert_eq!(d("2026-11-20").unwrap(), "2026-11-20");
+        assert_eq!(d("2026-11-20T01:00:00+02:00").unwrap(), "2026-11-19", "a timestamp keeps its UTC date");
+        assert_eq!(d("2026-02-30"), None);
+        assert_eq!(d("20261120"), None);
+    }
+
+    #[test]
+    fn codes() {
+        assert_eq!(parse_currency("eur").as_deref(), Some("EUR"));
+        assert_eq!(parse_currency("US"), None);
+        assert_eq!(parse_currency("dollars"), None);
+        assert_eq!(parse_currency("€ur"), None);
+        assert_eq!(parse_status("Canceled"), Some("cancelled"));
+        assert_eq!(parse_status("COMPLETED"), Some("completed"));
+        assert_eq!(parse_status("shipped"), None);
+        assert!(is_valid_email("a.b@example.com"));
+        assert!(!is_valid_email("a@b"));
+        assert!(!is_valid_email("x @y.com"));
+        assert!(!is_valid_email("a@@b.com"));
+        assert!(!is_valid_email("a@b."));
+        assert!(!is_valid_email("a@.b"));
+        assert!(is_valid_email("a@b.c.d"));
+        assert!(is_valid_country("US"));
+        assert!(!is_valid_country("USA"));
+        assert!(!is_valid_country("U1"));
+    }
+}

@@ -1,0 +1,50 @@
+//! Silver: cleans and types bronze feeds with Polars, quarantines bad rows with a reason,
+//! keeps current state per partner and key in Delta Lake tables (upserts, newest wins),
+//! diffs products by partner and SKU with SCD2 history, and records every run with a
+//! per-feed reconciliation (rows read = valid + rejected + duplicate).
+
+pub mod bridge;
+pub mod clean;
+pub mod delta;
+pub mod run;
+pub mod tables;
+
+pub use run::{run_silver, FeedStats, ProductDiff, SilverReport};
+
+use schemas::registry::{FeedRecord, RegistryError};
+use schemas::{Location, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SilverError {
+    #[error("nothing to do: no feeds were landed for {0} (run bronze first)")]
+    NothingToDo(String),
+    #[error("{0}")]
+    Input(String),
+    #[error("reconciliation failed, nothing was published: {0}")]
+    Reconciliation(String),
+    #[error("{path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("feed {feed_id} ({source_file}): {message}")]
+    Feed { feed_id: String, source_file: String, message: String },
+    #[error(transparent)]
+    Delta(#[from] delta::DeltaError),
+    #[error("polars: {0}")]
+    Polars(#[from] polars::prelude::PolarsError),
+    #[error(transparent)]
+    Bridge(#[from] bridge::BridgeError),
+    #[error("query: {0}")]
+    DataFusion(#[from] deltalake::datafusion::error::DataFusionError),
+    #[error("delta: {0}")]
+    DeltaTable(#[from] deltalake::DeltaTableError),
+}
+
+impl SilverError {
+    pub(crate) fn store(lake: &Location, path: &object_store::path::Path, e: object_store::Error) -> Self {
+        SilverError::Store { path: lake.describe(path), source: lake.classify(&e) }
+    }
+    pub(crate) fn feed(feed: &FeedRecord, e: impl std::fmt::Display) -> Self {
+        SilverError::Feed { feed_id: feed.feed_id.clone(), source_file: feed.source.clone(), message: e.to_string() }
+    }
+}

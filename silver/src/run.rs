@@ -1,0 +1,673 @@
+//! One silver run: every landed feed of a run date is cleaned, deduplicated and upserted, the
+//! products are diffed, and the run is recorded with its per-feed reconciliation.
+//!
+//! Crash safety: before its first write a run records the version of every silver table in
+//! `silver/_runs/{date}.json` (status `running`). A run that finds such a record left by a
+//! crashed run restores every table to those versions (Delta time travel) before it starts,
+//! so a re-run repairs the lake. The record is marked `completed` only after the last commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::DeltaTable;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use polars::prelude::*;
+use schemas::registry::{FeedRecord, FeedStatus, Registry};
+use schemas::{Dataset, Location};
+use serde::{Deserialize, Serialize};
+
+use crate::bridge::{arrow_to_polars, parquet_to_polars, polars_to_arrow};
+use crate::clean::{clean_feed, Cleaned, REASON};
+use crate::delta::Lakehouse;
+use crate::tables::{self, PARTNER, RUN_DATE};
+use crate::SilverError;
+
+/// Counts of one feed in one run: `rows_read = valid + rejected + duplicate`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct FeedStats {
+    pub feed_id: String,
+    pub partner: String,
+    pub dataset: String,
+    pub file_name: String,
+    pub rows_read: u64,
+    pub valid: u64,
+    pub rejected: u64,
+    pub duplicate: u64,
+    pub warnings: BTreeMap<String, u64>,
+    pub reasons: BTreeMap<String, u64>,
+}
+
+impl FeedStats {
+    pub fn balances(&self) -> bool {
+        self.rows_read == self.valid + self.rejected + self.duplicate
+    }
+}
+
+/// The products diff of one partner in one run.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+pub struct ProductDiff {
+    pub partner: String,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub duplicate: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct SilverReport {
+    pub date: String,
+    pub status: String,
+    /// Set when this run first undid the writes of a crashed run of the same lake.
+    #[serde(default)]
+    pub recovered: Vec<String>,
+    pub feeds: Vec<FeedStats>,
+    pub product_changes: Vec<ProductDiff>,
+    /// Items whose order is unknown after the run, per partner.
+    pub orphan_items: BTreeMap<String, u64>,
+    /// Orders upserted in this run whose total_amount differs from their items by > 0.01.
+    pub total_mismatch: u64,
+    /// Business dates (UTC order dates) whose gold figures this run may change.
+    pub business_dates: Vec<String>,
+    /// Products whose name or category changed: gold dates with their items change too.
+    pub renamed_or_recategorised: Vec<(String, String)>,
+    pub versions_before: BTreeMap<String, i64>,
+    pub versions_after: BTreeMap<String, i64>,
+}
+
+fn run_record_path(date: &str) -> Path {
+    Path::from(format!("silver/_runs/{date}.json"))
+}
+
+fn all_tables() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Dataset::ALL.iter().map(|d| tables::current_table(*d)).collect();
+    v.extend([tables::PRODUCTS_HISTORY, tables::PRODUCT_CHANGES, tables::QUARANTINE, tables::FEED_RECONCILIATION]);
+    v
+}
+
+fn days(date: &str) -> i32 {
+    schemas::values::parse_date(date).expect("run dates are validated")
+}
+
+fn date_string(days_since_epoch: i32) -> String {
+    (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(days_since_epoch as i64)).to_string()
+}
+
+/// Runs silver for `date`. Returns the report; fails (writing nothing more) if any feed's
+/// reconciliation does not balance.
+pub async fn run_silver(lake: &Location, date: &str) -> Result<SilverReport, SilverError> {
+    let lh = Lakehouse::new(lake)?;
+    let mut report = SilverReport { date: date.into(), status: "running".into(), ..Default::default() };
+    report.recovered = recover_crashed_runs(lake, &lh).await?;
+
+    let registry = Registry::new(lake);
+    let mut feeds: Vec<FeedRecord> = registry.feeds_for_date(date).await?;
+    feeds.sort_by(|a, b| (&a.partner, a.dataset, &a.file_name, &a.feed_id).cmp(&(&b.partner, b.dataset, &b.file_name, &b.feed_id)));
+    if feeds.is_empty() {
+        return Err(SilverError::NothingToDo(date.into()));
+    }
+    let unfinished: Vec<&FeedRecord> = feeds.iter().filter(|f| f.status == FeedStatus::Landing).collect();
+    if let Some(f) = unfinished.first() {
+        return Err(SilverError::Input(format!(
+            "feed {} ({}) is still being landed; run bronze for {date} again first",
+            f.feed_id, f.source
+        )));
+    }
+
+    // Record the versions before the first write.
+    for t in all_tables() {
+        if let Some(table) = lh.open(t).await? {
+            if let Some(v) = Lakehouse::version(&table) {
+                report.versions_before.insert(t.to_string(), v);
+            }
+        }
+    }
+    save_record(lake, &report).await?;
+
+    let run_day = days(date);
+    let mut quarantine: Vec<RecordBatch> = Vec::new();
+    let mut stats: Vec<FeedStats> = Vec::new();
+    let mut business_days: BTreeSet<i32> = BTreeSet::new();
+
+    for dataset in Dataset::ALL {
+        let ds_feeds: Vec<&FeedRecord> = feeds.iter().filter(|f| f.dataset == dataset && f.status == FeedStatus::Landed).collect();
+        let has_products_feed: BTreeSet<String> =
+            feeds.iter().filter(|f| f.dataset == Dataset::Products && f.status == FeedStatus::Landed).map(|f| f.partner.clone()).collect();
+        if ds_feeds.is_empty() {
+            continue;
+        }
+        // Clean every feed of the dataset (all partners), in landing order.
+        let mut frames: Vec<DataFrame> = Vec::new();
+        for feed in &ds_feeds {
+            let path = Path::from(feed.bronze_path.clone().expect("landed feeds have a bronze path").as_str());
+            let bytes = lake.store.get(&path).await.map_err(|e| SilverError::store(lake, &path, e))?.bytes().await.map_err(|e| SilverError::store(lake, &path, e))?;
+            let df = parquet_to_polars(bytes).map_err(|e| SilverError::feed(feed, e))?;
+            let Cleaned { valid, rejected, warnings } = clean_feed(dataset, df).map_err(|e| SilverError::feed(feed, e))?;
+            let mut st = FeedStats {
+                feed_id: feed.feed_id.clone(),
+                partner: feed.partner.clone(),
+                dataset: dataset.name().into(),
+                file_name: feed.file_name.clone(),
+                rows_read: feed.rows,
+                rejected: rejected.height() as u64,
+                warnings,
+                ..Default::default()
+            };
+            for r in rejected.column(REASON)?.str()?.iter().flatten() {
+                *st.reasons.entry(r.to_string()).or_default() += 1;
+            }
+            stats.push(st);
+            quarantine.extend(quarantine_batches(rejected, feed, run_day)?);
+            let valid = valid
+                .lazy()
+                .with_columns([lit(feed.partner.clone()).alias(PARTNER), lit(run_day).cast(DataType::Date).alias(RUN_DATE)])
+                .collect()?;
+            frames.push(valid);
+        }
+        let all = concat_frames(frames)?;
+        let (kept, dup_counts) = deduplicate(dataset, all)?;
+        for st in stats.iter_mut().filter(|s| s.dataset == dataset.name()) {
+            st.duplicate = dup_counts.get(&st.feed_id).copied().unwrap_or(0);
+            st.valid = st.rows_read - st.rejected - st.duplicate.min(st.rows_read - st.rejected);
+        }
+        match dataset {
+            Dataset::Products => {
+                let diffs = upsert_products(&lh, kept, run_day, &stats, &has_products_feed, &mut report).await?;
+                report.product_changes = diffs;
+            }
+            Dataset::Inventory => {
+                replace_inventory(&lh, kept, run_day).await?;
+            }
+            Dataset::Orders => {
+                business_days.extend(order_days_touched(&lh, &kept).await?);
+                upsert_current(&lh, dataset, kept).await?;
+            }
+            Dataset::OrderItems => {
+                business_days.extend(item_days_touched(&lh, &kept).await?);
+                upsert_current(&lh, dataset, kept).await?;
+            }
+            _ => upsert_current(&lh, dataset, kept).await?,
+        }
+    }
+
+    // Reconciliation: every raw row is valid, rejected or a duplicate.
+    for st in &stats {
+        let valid_counted = st.rows_read.checked_sub(st.rejected + st.duplicate);
+        if valid_counted.is_none() || !st.balances() {
+            return Err(SilverError::Reconciliation(format!(
+                "feed {} ({}/{}): read {} != valid {} + rejected {} + duplicate {}",
+                st.feed_id, st.partner, st.file_name, st.rows_read, st.valid, st.rejected, st.duplicate
+            )));
+        }
+    }
+
+    // Quarantine and reconciliation of this run date replace any earlier run of the date.
+    let pred = format!("{RUN_DATE} = '{date}'");
+    let q = lh.open_or_create(tables::QUARANTINE, tables::quarantine_schema(), &[RUN_DATE]).await?;
+    lh.replace_where(q, quarantine, &pred).await?;
+    let rec = lh.open_or_create(tables::FEED_RECONCILIATION, tables::reconciliation_schema(), &[RUN_DATE]).await?;
+    lh.replace_where(rec, reconciliation_batches(&stats, run_day)?, &pred).await?;
+
+    let (orphans, mismatch) = post_run_checks(&lh, &feeds).await?;
+    report.orphan_items = orphans;
+    report.total_mismatch = mismatch;
+    report.business_dates = business_days.into_iter().map(date_string).collect();
+    report.feeds = stats;
+    for t in all_tables() {
+        if let Some(table) = lh.open(t).await? {
+            if let Some(v) = Lakehouse::version(&table) {
+                report.versions_after.insert(t.to_string(), v);
+            }
+        }
+    }
+    report.status = "completed".into();
+    save_record(lake, &report).await?;
+    Ok(report)
+}
+
+async fn save_record(lake: &Location, report: &SilverReport) -> Result<(), SilverError> {
+    let path = run_record_path(&report.date);
+    let body = serde_json::to_vec_pretty(report).expect("report serialises");
+    lake.store.put(&path, PutPayload::from(body)).await.map_err(|e| SilverError::store(lake, &path, e))?;
+    Ok(())
+}
+
+/// Reads a run's record, if any.
+pub async fn read_record(lake: &Location, date: &str) -> Result<Option<SilverReport>, SilverError> {
+    let path = run_record_path(date);
+    match lake.store.get(&path).await {
+        Ok(r) => {
+            let b = r.bytes().await.map_err(|e| SilverError::store(lake, &path, e))?;
+            Ok(Some(serde_json::from_slice(&b).map_err(|e| SilverError::Input(format!("{}: {e}", lake.describe(&path))))?))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(SilverError::store(lake, &path, e)),
+    }
+}
+
+/// Undoes the writes of runs that crashed (status `running`): every table goes back to the
+/// version recorded before that run's first write. Returns what was restored.
+async fn recover_crashed_runs(lake: &Location, lh: &Lakehouse) -> Result<Vec<String>, SilverError> {
+    use futures::TryStreamExt;
+    let prefix = Path::from("silver/_runs");
+    let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| SilverError::store(lake, &prefix, e))?;
+    let mut restored = Vec::new();
+    for m in metas {
+        let Some(date) = m.location.filename().and_then(|f| f.strip_suffix(".json")).map(str::to_string) else { continue };
+        let Some(rec) = read_record(lake, &date).await? else { continue };
+        if rec.status != "running" {
+            continue;
+        }
+        for t in all_tables() {
+            let Some(table) = lh.open(t).await? else { continue };
+            let now = Lakehouse::version(&table);
+            match (rec.versions_before.get(t), now) {
+                (Some(&before), Some(now)) if now > before => {
+                    lh.restore(table, before).await?;
+                    restored.push(format!("{t}: version {now} -> {before} (run {date} was interrupted)"));
+                }
+                (None, Some(_)) => {
+                    // The table was created by the crashed run: empty it back.
+                    lh.restore(table, 0).await?;
+                    restored.push(format!("{t}: emptied (created by interrupted run {date})"));
+                }
+                _ => {}
+            }
+        }
+        let mut rec = rec;
+        rec.status = "abandoned".into();
+        save_record(lake, &rec).await?;
+    }
+    Ok(restored)
+}
+
+fn concat_frames(frames: Vec<DataFrame>) -> Result<DataFrame, SilverError> {
+    let lfs: Vec<LazyFrame> = frames.into_iter().map(|f| f.lazy()).collect();
+    Ok(concat(lfs, UnionArgs::default())?.collect()?)
+}
+
+/// Keeps the newest row per (partner, key) — later feed in landing order, then later row —
+/// and counts the others as duplicates of the feed they came from. Inventory keeps only the
+/// day's last file per partner (the earlier files' rows are duplicates).
+fn deduplicate(dataset: Dataset, df: DataFrame) -> Result<(DataFrame, BTreeMap<String, u64>), SilverError> {
+    let mut keys: Vec<Expr> = vec![col(PARTNER)];
+    keys.extend(dataset.key().iter().map(|k| col(*k)));
+    let lf = df
+        .lazy()
+        .sort_by_exprs([col(PARTNER), col("_source_file"), col("_row_number")], SortMultipleOptions::default())
+        .with_row_index("_ord", None);
+    let lf = if dataset == Dataset::Inventory {
+        lf.with_column(col("_source_file").max().over([col(PARTNER)])?.alias("_last_file"))
+            .with_column(col("_source_file").eq(col("_last_file")).alias("_in_last"))
+            .with_column(
+                when(col("_in_last"))
+                    .then(col("_ord").max().over(keys.clone())?.eq(col("_ord")))
+                    .otherwise(lit(false))
+                    .alias("_keep"),
+            )
+    } else {
+        lf.with_column(col("_ord").max().over(keys)?.eq(col("_ord")).alias("_keep"))
+    };
+    let all = lf.collect()?;
+    let keep = all.column("_keep")?.bool()?.clone();
+    let dups = all.filter(&!&keep)?;
+    let mut counts = BTreeMap::new();
+    for f in dups.column("_feed_id")?.str()?.iter().flatten() {
+        *counts.entry(f.to_string()).or_default() += 1;
+    }
+    let kept = all.filter(&keep)?.drop_many(["_ord", "_keep", "_last_file", "_in_last"]);
+    Ok((kept, counts))
+}
+
+fn quarantine_batches(rejected: DataFrame, feed: &FeedRecord, run_day: i32) -> Result<Vec<RecordBatch>, SilverError> {
+    let mut df = rejected
+        .lazy()
+        .with_columns([
+            lit(run_day).cast(DataType::Date).alias(RUN_DATE),
+            lit(feed.partner.clone()).alias(PARTNER),
+            lit(feed.dataset.name()).alias("dataset"),
+            col(REASON).alias("reason"),
+            col("_raw").alias("raw"),
+        ])
+        .collect()?;
+    Ok(polars_to_arrow(&mut df, &tables::quarantine_schema())?)
+}
+
+fn reconciliation_batches(stats: &[FeedStats], run_day: i32) -> Result<Vec<RecordBatch>, SilverError> {
+    if stats.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = stats.len();
+    let mut df = DataFrame::new_infer_height(vec![
+        Column::new(RUN_DATE.into(), vec![run_day; n]).cast(&DataType::Date)?,
+        Column::new(PARTNER.into(), stats.iter().map(|s| s.partner.as_str()).collect::<Vec<_>>()),
+        Column::new("dataset".into(), stats.iter().map(|s| s.dataset.as_str()).collect::<Vec<_>>()),
+        Column::new("_feed_id".into(), stats.iter().map(|s| s.feed_id.as_str()).collect::<Vec<_>>()),
+        Column::new("file_name".into(), stats.iter().map(|s| s.file_name.as_str()).collect::<Vec<_>>()),
+        Column::new("rows_read".into(), stats.iter().map(|s| s.rows_read as i64).collect::<Vec<_>>()),
+        Column::new("valid".into(), stats.iter().map(|s| s.valid as i64).collect::<Vec<_>>()),
+        Column::new("rejected".into(), stats.iter().map(|s| s.rejected as i64).collect::<Vec<_>>()),
+        Column::new("duplicate".into(), stats.iter().map(|s| s.duplicate as i64).collect::<Vec<_>>()),
+        Column::new("warnings".into(), stats.iter().map(|s| s.warnings.values().sum::<u64>() as i64).collect::<Vec<_>>()),
+    ])?;
+    Ok(polars_to_arrow(&mut df, &tables::reconciliation_schema())?)
+}
+
+/// The update guard of every upsert: a row replaces the stored one only if it is at least as
+/// new (run date, then landing order of its feed, then row order).
+const NEWER: &str = "(source._run_date > target._run_date) OR (source._run_date = target._run_date AND (source._source_file > target._source_file OR (source._source_file = target._source_file AND source._row_number >= target._row_number)))";
+
+async fn upsert_current(lh: &Lakehouse, dataset: Dataset, mut kept: DataFrame) -> Result<(), SilverError> {
+    let schema = tables::current_schema(dataset);
+    let batches = polars_to_arrow(&mut kept, &schema)?;
+    let table = lh.open_or_create(tables::current_table(dataset), schema, tables::current_partitions(dataset)).await?;
+    if batches.is_empty() {
+        return Ok(());
+    }
+    let mut keys = vec![PARTNER];
+    keys.extend(dataset.key());
+    lh.upsert(table, batches, &keys, PARTNER, Some(NEWER)).await?;
+    Ok(())
+}
+
+async fn replace_inventory(lh: &Lakehouse, kept: DataFrame, run_day: i32) -> Result<(), SilverError> {
+    let partners: Vec<String> = kept.column(PARTNER)?.str()?.unique()?.iter().flatten().map(str::to_string).collect();
+    let mut df = kept.lazy().with_column(lit(run_day).cast(DataType::Date).alias("snapshot_date")).collect()?;
+    let schema = tables::current_schema(Dataset::Inventory);
+    let batches = polars_to_arrow(&mut df, &schema)?;
+    let table = lh.open_or_create(tables::current_table(Dataset::Inventory), schema, tables::current_partitions(Dataset::Inventory)).await?;
+    if partners.is_empty() {
+        return Ok(());
+    }
+    let list = partners.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ");
+    lh.replace_where(table, batches, &format!("snapshot_date = '{}' AND {PARTNER} IN ({list})", date_string(run_day))).await?;
+    Ok(())
+}
+
+/// A DataFusion session with the given silver tables registered under their names, and the
+/// frame registered as `run`.
+async fn session(lh: &Lakehouse, names: &[&str], run: Option<(DataFrame, arrow::datatypes::SchemaRef)>) -> Result<Option<SessionContext>, SilverError> {
+    let ctx = SessionContext::new();
+    for name in names {
+        let Some(table) = lh.open(name).await? else { return Ok(None) };
+        register(&ctx, name, &table).await?;
+    }
+    if let Some((mut df, schema)) = run {
+        let batches = polars_to_arrow(&mut df, &schema)?;
+        let mem = deltalake::datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+        ctx.register_table("run", Arc::new(mem))?;
+    }
+    Ok(Some(ctx))
+}
+
+async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> Result<(), SilverError> {
+    table.update_datafusion_session(&ctx.state())?;
+    let provider = table.table_provider().await?;
+    ctx.register_table(name, provider)?;
+    Ok(())
+}
+
+async fn query(ctx: &SessionContext, sql: &str) -> Result<DataFrame, SilverError> {
+    let df = ctx.sql(sql).await?;
+    let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    Ok(arrow_to_polars(&batches, &schema)?)
+}
+
+fn day_column(df: &DataFrame, name: &str) -> Result<Vec<i32>, SilverError> {
+    let c = df.column(name)?.cast(&DataType::Int32)?;
+    Ok(c.i32()?.iter().flatten().collect())
+}
+
+/// Business dates of the orders of this run: their new dates and, for orders already known,
+/// their stored dates (an order may move between dates).
+async fn order_days_touched(lh: &Lakehouse, kept: &DataFrame) -> Result<Vec<i32>, SilverError> {
+    let mut out = day_column(&kept.clone().lazy().select([col("order_date").cast(DataType::Date).alias("d")]).collect()?, "d")?;
+    let keys = kept.select([PARTNER, "order_id"])?;
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new(PARTNER, arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new("order_id", arrow::datatypes::DataType::Utf8, false),
+    ]));
+    if let Some(ctx) = session(lh, &["orders"], Some((keys, schema))).await? {
+        let old = query(&ctx, "SELECT CAST(o.order_date AS DATE) AS d FROM orders o JOIN run r ON o.partner_id = r.partner_id AND o.order_id = r.order_id").await?;
+        out.extend(day_column(&old, "d")?);
+    }
+    Ok(out)
+}
+
+/// Business dates of the orders whose items this run changes (orders stored before this run
+/// or arriving in it; the latter are covered by `order_days_touched`).
+async fn item_days_touched(lh: &Lakehouse, kept: &DataFrame) -> Result<Vec<i32>, SilverError> {
+    let keys = kept.clone().lazy().select([col(PARTNER), col("order_id")]).unique(None, UniqueKeepStrategy::First).collect()?;
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new(PARTNER, arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new("order_id", arrow::datatypes::DataType::Utf8, false),
+    ]));
+    match session(lh, &["orders"], Some((keys, schema))).await? {
+        Some(ctx) => {
+            let d = query(&ctx, "SELECT CAST(o.order_date AS DATE) AS d FROM orders o JOIN run r ON o.partner_id = r.partner_id AND o.order_id = r.order_id").await?;
+            day_column(&d, "d")
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Orphan items per partner (items whose order is unknown after the run) and
+/// `total_mismatch` warnings for the orders upserted in this run.
+async fn post_run_checks(lh: &Lakehouse, feeds: &[FeedRecord]) -> Result<(BTreeMap<String, u64>, u64), SilverError> {
+    let partners: BTreeSet<&str> = feeds.iter().map(|f| f.partner.as_str()).collect();
+    let mut orphans = BTreeMap::new();
+    let mut mismatch = 0;
+    let Some(ctx) = session(lh, &["orders", "order_items"], None).await? else { return Ok((orphans, mismatch)) };
+    let list = partners.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ");
+    if list.is_empty() {
+        return Ok((orphans, mismatch));
+    }
+    let o = query(
+        &ctx,
+        &format!(
+            "SELECT i.partner_id AS p, COUNT(*) AS n FROM order_items i LEFT ANTI JOIN orders o ON i.partner_id = o.partner_id AND i.order_id = o.order_id WHERE i.partner_id IN ({list}) GROUP BY i.partner_id"
+        ),
+    )
+    .await?;
+    for (p, n) in o.column("p")?.str()?.iter().zip(o.column("n")?.cast(&DataType::Int64)?.i64()?.iter()) {
+        if let (Some(p), Some(n)) = (p, n) {
+            orphans.insert(p.to_string(), n as u64);
+        }
+    }
+    let run_feeds: Vec<String> = feeds.iter().filter(|f| f.dataset == Dataset::Orders).map(|f| format!("'{}'", f.feed_id)).collect();
+    if !run_feeds.is_empty() {
+        let m = query(
+            &ctx,
+            &format!(
+                "SELECT COUNT(*) AS n FROM (SELECT o.partner_id, o.order_id, o.total_amount, SUM(CAST(i.quantity AS DECIMAL(38,4)) * i.unit_price * (1 - i.discount)) AS items \
+                 FROM orders o JOIN order_items i ON o.partner_id = i.partner_id AND o.order_id = i.order_id \
+                 WHERE o._feed_id IN ({}) AND o.total_amount IS NOT NULL GROUP BY o.partner_id, o.order_id, o.total_amount) t \
+                 WHERE ABS(t.items - t.total_amount) > 0.01",
+                run_feeds.join(", ")
+            ),
+        )
+        .await?;
+        mismatch = m.column("n")?.cast(&DataType::Int64)?.i64()?.get(0).unwrap_or(0) as u64;
+    }
+    Ok((orphans, mismatch))
+}
+
+/// The products diff, the per-SKU change log, SCD2 history and the current products upsert.
+async fn upsert_products(
+    lh: &Lakehouse,
+    kept: DataFrame,
+    run_day: i32,
+    stats: &[FeedStats],
+    partners_with_feed: &BTreeSet<String>,
+    report: &mut SilverReport,
+) -> Result<Vec<ProductDiff>, SilverError> {
+    let schema = tables::current_schema(Dataset::Products);
+    let current_table = lh.open_or_create(tables::current_table(Dataset::Products), schema.clone(), tables::current_partitions(Dataset::Products)).await?;
+    let partners: Vec<String> = partners_with_feed.iter().cloned().collect();
+    let list = partners.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ");
+    // The stored products of these partners, joined to the run's rows by (partner, sku).
+    let stored_batches = if list.is_empty() { Vec::new() } else { lh.scan(&current_table, Some(&format!("{PARTNER} IN ({list})"))).await? };
+    let stored = if stored_batches.is_empty() {
+        DataFrame::empty_with_schema(&Schema::from_iter(
+            [PARTNER, "sku", "name", "category", "brand", "price", "currency", "quantity", "first_seen_date", "last_changed_date"]
+                .iter()
+                .map(|c| Field::new((*c).into(), stored_dtype(c))),
+        ))
+    } else {
+        arrow_to_polars(&stored_batches, &schema)?
+    };
+    let mut prev_cols: Vec<Expr> = vec![col(PARTNER), col("sku")];
+    for c in tables::PRODUCT_COMPARED.iter().chain(&["first_seen_date", "last_changed_date"]) {
+        prev_cols.push(col(*c).alias(format!("_prev_{c}")));
+    }
+    prev_cols.push(lit(true).alias("_known"));
+    let prev = stored.lazy().select(prev_cols);
+    let mut changed = lit(false);
+    let mut renamed = lit(false);
+    for c in tables::PRODUCT_COMPARED {
+        let differs = col(c).eq_missing(col(format!("_prev_{c}"))).not();
+        changed = changed.or(differs.clone());
+        if c == "name" || c == "category" {
+            renamed = renamed.or(differs);
+        }
+    }
+    let joined = kept
+        .lazy()
+        .join(prev, [col(PARTNER), col("sku")], [col(PARTNER), col("sku")], JoinArgs::new(JoinType::Left))
+        .with_column(col("_known").fill_null(lit(false)))
+        .with_column(
+            when(col("_known").not())
+                .then(lit("inserted"))
+                .when(changed)
+                .then(lit("updated"))
+                .otherwise(lit("unchanged"))
+                .alias("_change"),
+        )
+        .with_column(col("_known").and(renamed).alias("_renamed"))
+        .with_columns([
+            when(col("_known")).then(col("_prev_first_seen_date")).otherwise(lit(run_day).cast(DataType::Date)).alias("first_seen_date"),
+            when(col("_change").eq(lit("unchanged"))).then(col("_prev_last_changed_date")).otherwise(lit(run_day).cast(DataType::Date)).alias("last_changed_date"),
+        ])
+        .collect()?;
+
+    // Diff counts per partner; skipped = rejected rows, duplicate = superseded rows.
+    let mut diffs: BTreeMap<String, ProductDiff> =
+        partners.iter().map(|p| (p.clone(), ProductDiff { partner: p.clone(), ..Default::default() })).collect();
+    for (p, ch) in joined.column(PARTNER)?.str()?.iter().zip(joined.column("_change")?.str()?.iter()) {
+        let (Some(p), Some(ch)) = (p, ch) else { continue };
+        let d = diffs.entry(p.to_string()).or_insert_with(|| ProductDiff { partner: p.to_string(), ..Default::default() });
+        match ch {
+            "inserted" => d.inserted += 1,
+            "updated" => d.updated += 1,
+            _ => d.unchanged += 1,
+        }
+    }
+    for st in stats.iter().filter(|s| s.dataset == "products") {
+        if let Some(d) = diffs.get_mut(&st.partner) {
+            d.skipped += st.rejected;
+            d.duplicate += st.duplicate;
+        }
+    }
+    for (p, sku) in joined
+        .clone()
+        .lazy()
+        .filter(col("_renamed"))
+        .select([col(PARTNER), col("sku")])
+        .collect()?
+        .column(PARTNER)?
+        .str()?
+        .iter()
+        .zip(joined.clone().lazy().filter(col("_renamed")).select([col("sku")]).collect()?.column("sku")?.str()?.iter())
+    {
+        if let (Some(p), Some(s)) = (p, sku) {
+            report.renamed_or_recategorised.push((p.to_string(), s.to_string()));
+        }
+    }
+
+    // Change log: one row per SKU of the run (rejected and duplicate rows are counted, not listed per SKU).
+    let mut log = joined
+        .clone()
+        .lazy()
+        .select([
+            lit(run_day).cast(DataType::Date).alias(RUN_DATE),
+            col(PARTNER),
+            col("sku"),
+            col("_change").alias("change"),
+            col("_feed_id"),
+            col("_row_number"),
+        ])
+        .collect()?;
+    let changes = lh.open_or_create(tables::PRODUCT_CHANGES, tables::product_changes_schema(), &[RUN_DATE]).await?;
+    let log_batches = polars_to_arrow(&mut log, &tables::product_changes_schema())?;
+    let date = date_string(run_day);
+    lh.replace_where(changes, log_batches, &format!("{RUN_DATE} = '{date}' AND {PARTNER} IN ({})", if list.is_empty() { "''".into() } else { list.clone() })).await?;
+
+    // SCD2: close the current version of updated SKUs, add a version for inserted and updated ones.
+    let moved = joined.clone().lazy().filter(col("_change").neq(lit("unchanged")));
+    let mut versions = moved
+        .clone()
+        .select(
+            [col(PARTNER)]
+                .into_iter()
+                .chain(Dataset::Products.columns().iter().map(|c| col(c.name)))
+                .chain([
+                    lit(run_day).cast(DataType::Date).alias("valid_from"),
+                    lit(NULL).cast(DataType::Date).alias("valid_to"),
+                    lit(true).alias("is_current"),
+                    col("_feed_id"),
+                ])
+                .collect::<Vec<_>>(),
+        )
+        .collect()?;
+    let mut closings = moved
+        .filter(col("_change").eq(lit("updated")))
+        .select([
+            col(PARTNER),
+            col("sku"),
+            col("_prev_last_changed_date").alias("valid_from"),
+            lit(run_day).cast(DataType::Date).alias("valid_to"),
+            lit(false).alias("is_current"),
+        ])
+        .collect()?;
+    let hist_schema = tables::products_history_schema();
+    let history = lh.open_or_create(tables::PRODUCTS_HISTORY, hist_schema.clone(), &[PARTNER]).await?;
+    let mut hist_batches = polars_to_arrow(&mut versions, &hist_schema)?;
+    if closings.height() > 0 {
+        lh.update_matched(history.clone(), polars_to_arrow(&mut closings, &closings_schema())?, &[PARTNER, "sku", "valid_from"], PARTNER).await?;
+    }
+    let history = lh.open_or_create(tables::PRODUCTS_HISTORY, hist_schema.clone(), &[PARTNER]).await?;
+    if !hist_batches.is_empty() {
+        lh.append(history, std::mem::take(&mut hist_batches)).await?;
+    }
+
+    // Current products: only inserted and updated rows are written.
+    let mut current = joined.lazy().filter(col("_change").neq(lit("unchanged"))).collect()?;
+    let batches = polars_to_arrow(&mut current, &schema)?;
+    if !batches.is_empty() {
+        lh.upsert(current_table, batches, &[PARTNER, "sku"], PARTNER, Some(NEWER)).await?;
+    }
+    Ok(diffs.into_values().collect())
+}
+
+fn closings_schema() -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType as A, Field as F};
+    Arc::new(arrow::datatypes::Schema::new(vec![
+        F::new(PARTNER, A::Utf8, false),
+        F::new("sku", A::Utf8, false),
+        F::new("valid_from", A::Date32, false),
+        F::new("valid_to", A::Date32, true),
+        F::new("is_current", A::Boolean, false),
+    ]))
+}
+
+fn stored_dtype(c: &str) -> DataType {
+    match c {
+        "first_seen_date" | "last_changed_date" => DataType::Date,
+        PARTNER => DataType::String,
+        other => Dataset::Products.column(other).map(|c| crate::clean::dtype(c.ty)).unwrap_or(DataType::String),
+    }
+}
