@@ -106,6 +106,21 @@ feed (a run that does not balance fails and is undone). Exit code 4 when nothing
         #[arg(long)]
         date: String,
     },
+    /// Keep the silver Delta tables healthy: compact small files, vacuum unreferenced files
+    /// older than the retention, write a checkpoint, clean up expired log files.
+    #[command(after_help = "Examples:
+  medallion maintain                        every silver table, keeping one week of history
+  medallion maintain --retention-hours 720  keep 30 days of history for time travel and restores
+
+Run it weekly (cron or the Airflow DAG), when no other medallion run writes to the lake.")]
+    Maintain {
+        /// Files no longer referenced are deleted once older than this (at least 168 h unless --force).
+        #[arg(long, default_value_t = silver::delta::MIN_RETENTION_HOURS)]
+        retention_hours: u64,
+        /// Allow a retention below 168 h (only when no reader or writer can be running).
+        #[arg(long)]
+        force: bool,
+    },
     /// Push files into the landing zone as {partner}/{dataset}/{date}/{file name}.
     #[command(after_help = "Examples:
   medallion ingest --partner acme --dataset orders --date 2026-11-20 ~/Downloads/orders.csv
@@ -352,6 +367,23 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
+        Command::Maintain { retention_hours, force } => {
+            let lake = open("lake", &cli.lake, true).await?;
+            let done = silver::maintain_all(&lake, retention_hours, force).await?;
+            if cli.json {
+                print_json(&done);
+            } else {
+                for t in &done {
+                    let r = &t.report;
+                    println!(
+                        "{:<20} compacted {} files into {}, vacuumed {}, checkpoint at version {}, {} old log files removed",
+                        t.table, r.files_compacted, r.files_written, r.files_vacuumed, r.checkpoint_version, r.logs_removed
+                    );
+                }
+                println!("maintained {} silver tables in {}", done.len(), lake.display);
+            }
+            Ok(exit::OK)
+        }
         Command::Contract => {
             print!("{}", schemas::contract::markdown());
             Ok(exit::OK)
@@ -395,6 +427,7 @@ impl From<silver::SilverError> for Failure {
                 Failure { code: f.code, message: format!("{path}: {}", f.message) }
             }
             silver::SilverError::Registry(r) => Failure::from(r),
+            e @ silver::SilverError::Delta(silver::delta::DeltaError::RetentionTooShort { .. }) => Failure::usage(e.to_string()),
             other => Failure { code: exit::FAILED, message: other.to_string() },
         }
     }

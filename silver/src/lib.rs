@@ -9,7 +9,7 @@ pub mod delta;
 pub mod run;
 pub mod tables;
 
-pub use run::{run_silver, FeedStats, ProductDiff, SilverReport};
+pub use run::{maintain_all, read_record, run_silver, FeedStats, ProductDiff, SilverReport, TableMaintenance};
 
 use schemas::registry::{FeedRecord, RegistryError};
 use schemas::{Location, StoreError};
