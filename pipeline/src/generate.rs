@@ -18,6 +18,8 @@ pub struct GenerateOptions {
     pub start: NaiveDate,
     /// Orders per partner per day; catalog and customer counts scale with it.
     pub rows: usize,
+    /// Catalog size per partner (default: half the orders per day, at least 20).
+    pub products: Option<usize>,
     pub seed: u64,
     /// Probability (0..=1) that a row carries a defect; 0 gives clean feeds.
     pub defect_rate: f64,
@@ -278,7 +280,7 @@ impl Generator {
         };
 
         // products: the whole catalog on day 0, then changes, re-sends and new SKUs.
-        let catalog = (rows / 2).max(20);
+        let catalog = self.opts.products.unwrap_or((rows / 2).max(20)).max(1);
         let mut out = CsvOut::new(rng, &["sku", "name", "category", "brand", "price", "currency", "quantity", "updated_at"], dr);
         let mut send: Vec<usize> = Vec::new();
         if day == 0 {

@@ -68,6 +68,10 @@ enum Command {
         /// Orders per partner per day (catalog, customers and items scale with it).
         #[arg(long, default_value_t = 200)]
         rows: usize,
+        /// Products per partner (default: half of --rows, at least 20); later days change about
+        /// 18% of them and add 5%.
+        #[arg(long)]
+        products: Option<usize>,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Probability that a row carries a defect (0 = clean feeds); file-level defects
@@ -248,7 +252,7 @@ async fn open(what: &'static str, spec: &str, create: bool) -> Result<Location, 
 async fn run(cli: Cli) -> Result<u8, Failure> {
     let quiet = cli.quiet || cli.json;
     match cli.command {
-        Command::Generate { out, partners, days, start_date, rows, seed, defect_rate } => {
+        Command::Generate { out, partners, days, start_date, rows, products, seed, defect_rate } => {
             let start = schemas::contract::parse_run_date(&start_date).map_err(Failure::usage)?;
             if !(0.0..=1.0).contains(&defect_rate) {
                 return Err(Failure::usage(format!("--defect-rate must be between 0 and 1, got {defect_rate}")));
@@ -257,7 +261,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 return Err(Failure::usage("--partners and --days must be at least 1"));
             }
             let landing = open("landing zone", &out, true).await?;
-            let g = generate::Generator::new(generate::GenerateOptions { partners, days, start, rows, seed, defect_rate });
+            let g = generate::Generator::new(generate::GenerateOptions { partners, days, start, rows, products, seed, defect_rate });
             let on_file = |path: &str, bytes: u64| {
                 if !quiet {
                     tracing::info!("wrote {path} ({bytes} bytes)");

@@ -76,6 +76,9 @@ pub struct SilverReport {
     pub renamed_or_recategorised: Vec<(String, String)>,
     pub versions_before: BTreeMap<String, i64>,
     pub versions_after: BTreeMap<String, i64>,
+    /// Why the run failed (its writes were undone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn run_record_path(date: &str) -> Path {
@@ -127,6 +130,26 @@ pub async fn run_silver(lake: &Location, date: &str) -> Result<SilverReport, Sil
     }
     save_record(lake, &report).await?;
 
+    match write_run(lake, &lh, date, &feeds, &mut report).await {
+        Ok(()) => Ok(report),
+        Err(e) => {
+            // Undo this run's commits so the lake stays as it was; if that fails too, the
+            // record stays `running` and the next run restores the tables.
+            match rollback(&lh, &report.versions_before).await {
+                Ok(undone) => {
+                    report.status = "failed".into();
+                    report.recovered = undone;
+                    report.error = Some(e.to_string());
+                    let _ = save_record(lake, &report).await;
+                }
+                Err(re) => tracing::error!("could not undo the failed run of {date}: {re}; the next run will"),
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn write_run(lake: &Location, lh: &Lakehouse, date: &str, feeds: &[FeedRecord], report: &mut SilverReport) -> Result<(), SilverError> {
     let run_day = days(date);
     let mut quarantine: Vec<RecordBatch> = Vec::new();
     let mut stats: Vec<FeedStats> = Vec::new();
@@ -168,14 +191,22 @@ pub async fn run_silver(lake: &Location, date: &str) -> Result<SilverReport, Sil
             frames.push(valid);
         }
         let all = concat_frames(frames)?;
-        let (kept, dup_counts) = deduplicate(dataset, all)?;
+        let (kept, kept_counts, dup_counts) = deduplicate(dataset, all)?;
         for st in stats.iter_mut().filter(|s| s.dataset == dataset.name()) {
             st.duplicate = dup_counts.get(&st.feed_id).copied().unwrap_or(0);
-            st.valid = st.rows_read - st.rejected - st.duplicate.min(st.rows_read - st.rejected);
+            st.valid = kept_counts.get(&st.feed_id).copied().unwrap_or(0);
+            // Every raw row (as counted by bronze) must be accounted for, before anything of
+            // this dataset is written.
+            if !st.balances() {
+                return Err(SilverError::Reconciliation(format!(
+                    "feed {} ({}/{}): read {} != valid {} + rejected {} + duplicate {}",
+                    st.feed_id, st.partner, st.file_name, st.rows_read, st.valid, st.rejected, st.duplicate
+                )));
+            }
         }
         match dataset {
             Dataset::Products => {
-                let diffs = upsert_products(&lh, kept, run_day, &stats, &has_products_feed, &mut report).await?;
+                let diffs = upsert_products(lh, kept, run_day, &stats, &has_products_feed, report).await?;
                 report.product_changes = diffs;
             }
             Dataset::Inventory => {
@@ -190,17 +221,6 @@ pub async fn run_silver(lake: &Location, date: &str) -> Result<SilverReport, Sil
                 upsert_current(&lh, dataset, kept).await?;
             }
             _ => upsert_current(&lh, dataset, kept).await?,
-        }
-    }
-
-    // Reconciliation: every raw row is valid, rejected or a duplicate.
-    for st in &stats {
-        let valid_counted = st.rows_read.checked_sub(st.rejected + st.duplicate);
-        if valid_counted.is_none() || !st.balances() {
-            return Err(SilverError::Reconciliation(format!(
-                "feed {} ({}/{}): read {} != valid {} + rejected {} + duplicate {}",
-                st.feed_id, st.partner, st.file_name, st.rows_read, st.valid, st.rejected, st.duplicate
-            )));
         }
     }
 
@@ -224,8 +244,29 @@ pub async fn run_silver(lake: &Location, date: &str) -> Result<SilverReport, Sil
         }
     }
     report.status = "completed".into();
-    save_record(lake, &report).await?;
-    Ok(report)
+    save_record(lake, report).await?;
+    Ok(())
+}
+
+/// Restores every table to its version in `before`; tables absent from it are emptied.
+async fn rollback(lh: &Lakehouse, before: &BTreeMap<String, i64>) -> Result<Vec<String>, SilverError> {
+    let mut undone = Vec::new();
+    for t in all_tables() {
+        let Some(table) = lh.open(t).await? else { continue };
+        let Some(now) = Lakehouse::version(&table) else { continue };
+        match before.get(t) {
+            Some(&v) if now > v => {
+                lh.restore(table, v).await?;
+                undone.push(format!("{t}: version {now} -> {v}"));
+            }
+            None if now > 0 => {
+                lh.restore(table, 0).await?;
+                undone.push(format!("{t}: emptied"));
+            }
+            _ => {}
+        }
+    }
+    Ok(undone)
 }
 
 async fn save_record(lake: &Location, report: &SilverReport) -> Result<(), SilverError> {
@@ -292,7 +333,18 @@ fn concat_frames(frames: Vec<DataFrame>) -> Result<DataFrame, SilverError> {
 /// Keeps the newest row per (partner, key) — later feed in landing order, then later row —
 /// and counts the others as duplicates of the feed they came from. Inventory keeps only the
 /// day's last file per partner (the earlier files' rows are duplicates).
-fn deduplicate(dataset: Dataset, df: DataFrame) -> Result<(DataFrame, BTreeMap<String, u64>), SilverError> {
+/// Counts rows per feed id.
+fn count_by_feed(df: &DataFrame) -> Result<BTreeMap<String, u64>, SilverError> {
+    let mut counts = BTreeMap::new();
+    for f in df.column("_feed_id")?.str()?.iter().flatten() {
+        *counts.entry(f.to_string()).or_default() += 1;
+    }
+    Ok(counts)
+}
+
+/// Returns the kept rows, and per feed the rows kept and the rows superseded (duplicates).
+#[allow(clippy::type_complexity)]
+fn deduplicate(dataset: Dataset, df: DataFrame) -> Result<(DataFrame, BTreeMap<String, u64>, BTreeMap<String, u64>), SilverError> {
     let mut keys: Vec<Expr> = vec![col(PARTNER)];
     keys.extend(dataset.key().iter().map(|k| col(*k)));
     let lf = df
@@ -313,13 +365,10 @@ fn deduplicate(dataset: Dataset, df: DataFrame) -> Result<(DataFrame, BTreeMap<S
     };
     let all = lf.collect()?;
     let keep = all.column("_keep")?.bool()?.clone();
-    let dups = all.filter(&!&keep)?;
-    let mut counts = BTreeMap::new();
-    for f in dups.column("_feed_id")?.str()?.iter().flatten() {
-        *counts.entry(f.to_string()).or_default() += 1;
-    }
+    let dups = count_by_feed(&all.filter(&!&keep)?)?;
     let kept = all.filter(&keep)?.drop_many(["_ord", "_keep", "_last_file", "_in_last"]);
-    Ok((kept, counts))
+    let kept_counts = count_by_feed(&kept)?;
+    Ok((kept, kept_counts, dups))
 }
 
 fn quarantine_batches(rejected: DataFrame, feed: &FeedRecord, run_day: i32) -> Result<Vec<RecordBatch>, SilverError> {

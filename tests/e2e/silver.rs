@@ -367,3 +367,28 @@ fn maintain_compacts_and_checkpoints() {
     assert_eq!(short.code, 2, "{}", short.stderr);
     assert!(short.stderr.contains("below the minimum"), "{}", short.stderr);
 }
+
+#[test]
+fn a_run_that_does_not_reconcile_fails_and_writes_nothing() {
+    let env = local();
+    ingest(&env, "acme", "customers", D1, "c.csv", b"customer_id,email\nC1,a@b.co\n");
+    land_and_silver(&env, D1);
+    let before = state(&env);
+    ingest(&env, "acme", "customers", D2, "c.csv", b"customer_id,email\nC2,x@y.co\nC3,z@y.co\n");
+    ingest(&env, "acme", "products", D2, "p.csv", b"sku,name,category,price\nA,Lamp,home,1\n");
+    medallion(&env, &["bronze", "--date", D2, "-q"]).ok();
+    // Tamper with the registry: bronze now claims one more row than the file has.
+    let feeds = medallion(&env, &["feeds", "--json", "--date", D2]).ok().json();
+    let id = feeds.as_array().unwrap().iter().find(|f| f["dataset"] == "customers").unwrap()["feed_id"].as_str().unwrap().to_string();
+    let path = std::path::Path::new(&env.lake).join(format!("bronze/_registry/feeds/{id}.json"));
+    let mut rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    rec["rows"] = 3.into();
+    std::fs::write(&path, serde_json::to_vec(&rec).unwrap()).unwrap();
+    let r = medallion(&env, &["silver", "--date", D2]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("reconciliation failed") && r.stderr.contains(&id) && r.stderr.contains("read 3 != valid 2"), "{}", r.stderr);
+    assert_eq!(state(&env), before, "the products written before the check were undone");
+    assert!(silver_rows(&env, "products", None, &[]).is_empty());
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(std::path::Path::new(&env.lake).join(format!("silver/_runs/{D2}.json"))).unwrap()).unwrap();
+    assert_eq!(record["status"], "failed");
+}
