@@ -430,7 +430,7 @@ impl Generator {
             };
             let currency = if rng.chance(0.1) { "eur" } else { "USD" };
             let lines = rng.range(1, 4) as usize;
-            let mut total_cents = 0i64;
+            let mut total_exact: i128 = 0;
             for line in 1..=lines {
                 let p = &st.products[rng.below(st.products.len() as u64) as usize];
                 let sku = if rng.chance(0.01) { "UNKNOWN-SKU".to_string() } else { p.sku.clone() };
@@ -443,7 +443,8 @@ impl Generator {
                     "0.05" => 500,
                     _ => 0,
                 };
-                total_cents += p.price_cents * qty * (10_000 - disc_bp) / 10_000;
+                // exact, in 1/10 000 of a cent; rounded once for the order total
+                total_exact += p.price_cents as i128 * qty as i128 * (10_000 - disc_bp) as i128;
                 let mut f = vec![order_id.clone(), line.to_string(), sku, qty.to_string(), money(rng, p.price_cents, "$"), discount.to_string(), returned];
                 if rng.chance(dr) {
                     corrupt(rng, &mut f, &[(1, &["0", "x", ""]), (3, &["0", "-1", "2.5", ""]), (4, &["", "free", "-1.00"]), (5, &["1.5", "-0.1", "ten"]), (6, &["maybe"])]);
@@ -453,6 +454,7 @@ impl Generator {
                     items.row(rng, 0.0, &mut f.clone()); // duplicate key in one file
                 }
             }
+            let total_cents = ((total_exact + 5_000) / 10_000) as i64;
             let total = if rng.chance(dr) { money(rng, total_cents + 500, "$") } else if rng.chance(0.2) { String::new() } else { money(rng, total_cents, "$") };
             let campaign = if st.campaigns > 0 && rng.chance(0.3) { format!("CMP-{:03}", rng.range(1, st.campaigns as i64)) } else { String::new() };
             let mut f = vec![order_id.clone(), customer.clone(), ts.clone(), odd_case(rng, status, dr), currency.into(), campaign, total];

@@ -218,7 +218,7 @@ impl Lakehouse {
             .await;
         match created {
             Ok(table) => {
-                tracing::info!(table = %url, "created Delta table");
+                tracing::debug!(table = %url, "created Delta table");
                 Ok(table)
             }
             // Most likely another process created it first: use that one if it fits.
@@ -246,7 +246,7 @@ impl Lakehouse {
             .with_save_mode(SaveMode::Append)
             .await
             .map_err(|e| self.err(&url, OP, &e))?;
-        tracing::info!(table = %url, version = ?table.version(), "appended");
+        tracing::debug!(table = %url, version = ?table.version(), "appended");
         Ok(table)
     }
 
@@ -274,7 +274,7 @@ impl Lakehouse {
             .with_replace_where(predicate)
             .await
             .map_err(|e| self.err(&url, OP, &e))?;
-        tracing::info!(table = %url, version = ?table.version(), predicate, "replaced rows");
+        tracing::debug!(table = %url, version = ?table.version(), predicate, "replaced rows");
         Ok(table)
     }
 
@@ -324,7 +324,7 @@ impl Lakehouse {
         let inserted = metrics.num_target_rows_inserted as u64;
         let updated = metrics.num_target_rows_updated as u64;
         let counts = UpsertCounts { inserted, updated, ignored: merge.rows.saturating_sub(inserted + updated) };
-        tracing::info!(
+        tracing::debug!(
             table = %url,
             version = ?table.version(),
             inserted,
@@ -381,7 +381,7 @@ impl Lakehouse {
             .await
             .map_err(|e| self.err(&url, OP, &e))?;
         let updated = metrics.num_target_rows_updated as u64;
-        tracing::info!(table = %url, version = ?table.version(), updated, "updated matched rows");
+        tracing::debug!(table = %url, version = ?table.version(), updated, "updated matched rows");
         Ok((table, updated))
     }
 
@@ -437,7 +437,7 @@ impl Lakehouse {
             .with_version_to_restore(version.unsigned_abs())
             .await
             .map_err(|e| self.err(&url, OP, &e))?;
-        tracing::info!(
+        tracing::debug!(
             table = %url,
             restored = version,
             version = ?table.version(),
@@ -498,7 +498,7 @@ impl Lakehouse {
         report.checkpoint_version = Self::version(&table).unwrap_or_default();
         report.logs_removed =
             cleanup_metadata(&table, None).await.map_err(|e| self.err(&url, "log cleanup", &e))? as u64;
-        tracing::info!(table = %url, ?report, "maintained");
+        tracing::debug!(table = %url, ?report, "maintained");
         Ok((table, report))
     }
 
@@ -561,7 +561,7 @@ impl Lakehouse {
             }
         }
         let stored_partitions =
-            table.snapshot().map_err(|e| self.err(url, OP, &e))?.metadata().partition_columns().clone();
+            table.snapshot().map_err(|e| self.err(url, OP, &e))?.metadata().partition_columns();
         if stored_partitions.iter().map(String::as_str).ne(partitions.iter().copied()) {
             problems.push(format!("it is partitioned by {stored_partitions:?}, not {partitions:?}"));
         }
