@@ -9,4 +9,4 @@ eval "$(scripts/services.sh start)"
 # Service tests must fail, never skip, when a service is missing.
 unset MEDALLION_SKIP_SERVICE_TESTS
 echo "== cargo test (debug build; target $CARGO_TARGET_DIR)" >&2
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"

@@ -5,23 +5,6 @@ use crate::common::*;
 const D: &str = "2026-11-20";
 const PRODUCTS: &str = "sku,name,category,price\nA-1,Lamp,home & garden,12.50\nA-2,Desk,office,$1,234.00\n";
 
-/// Runs a scenario twice: local folder, then S3.
-macro_rules! both {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[test]
-            fn local() {
-                super::$body(crate::common::local());
-            }
-            #[test]
-            fn s3() {
-                if let Some(env) = crate::common::s3(stringify!($name)) {
-                    super::$body(env);
-                }
-            }
-        }
-    };
-}
 
 both!(quarantines_each_kind_of_bad_file, quarantine_kinds);
 both!(bom_and_crlf_files_land_clean, bom_and_crlf);

@@ -5,22 +5,6 @@ use crate::common::*;
 const D1: &str = "2026-11-19";
 const D2: &str = "2026-11-20";
 
-macro_rules! both {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[test]
-            fn local() {
-                super::$body(crate::common::local());
-            }
-            #[test]
-            fn s3() {
-                if let Some(env) = crate::common::s3(stringify!($name)) {
-                    super::$body(env);
-                }
-            }
-        }
-    };
-}
 
 both!(every_reason_code_and_warning, reasons_and_warnings);
 both!(products_diff_and_history_across_days, products_across_days);
