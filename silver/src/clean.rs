@@ -362,4 +362,105 @@ mod tests {
         assert_eq!(c.rejected.column("_raw").unwrap().str().unwrap().get(0), Some("O2,C,x,y,z"));
         assert_eq!(c.valid.column("status").unwrap().str().unwrap().get(0), Some("cancelled"));
     }
+
+    fn valid_sample(c: &schemas::Column) -> &'static str {
+        if c.rules.contains(&Rule::EmailWarn) {
+            return "a@b.co";
+        }
+        if c.rules.contains(&Rule::CountryWarn) {
+            return "us";
+        }
+        match c.ty {
+            ColumnType::String => "x",
+            ColumnType::Money | ColumnType::Decimal => "0.5",
+            ColumnType::Int => "1",
+            ColumnType::Bool => "true",
+            ColumnType::Date => "2026-11-20",
+            ColumnType::Timestamp => "2026-11-20T10:00:00Z",
+            ColumnType::Currency => "usd",
+            ColumnType::Enum(_) => "completed",
+        }
+    }
+
+    fn invalid_sample(c: &schemas::Column) -> Option<&'static str> {
+        Some(match c.ty {
+            ColumnType::String if c.rules.iter().any(|r| matches!(r, Rule::MaxLen(_))) => {
+                "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"
+            }
+            ColumnType::String => return None,
+            ColumnType::Money | ColumnType::Decimal => "12.34567",
+            ColumnType::Int => "1.5",
+            ColumnType::Bool => "maybe",
+            ColumnType::Date => "2026-13-01",
+            ColumnType::Timestamp => "2026-11-20T10:00",
+            ColumnType::Currency => "dollars",
+            ColumnType::Enum(_) => "shipped",
+        })
+    }
+
+    /// Every reason code of the contract, derived from the contract itself: for each dataset
+    /// and column, a missing required value and a present invalid value, one per row, each
+    /// rejected with exactly its own code (warn rules keep the row instead).
+    #[test]
+    fn every_reason_code_of_every_dataset() {
+        for dataset in Dataset::ALL {
+            let cols = dataset.columns();
+            let mut rows: Vec<Vec<Option<&str>>> = Vec::new();
+            let mut expected: Vec<String> = Vec::new();
+            let mut warned = 0;
+            for (i, c) in cols.iter().enumerate() {
+                let base: Vec<Option<&str>> = cols.iter().map(|c| Some(valid_sample(c))).collect();
+                if c.required {
+                    let mut r = base.clone();
+                    r[i] = Some("   ");
+                    rows.push(r);
+                    expected.push(format!("missing_{}", c.name));
+                }
+                let is_warn = c.rules.iter().any(|r| matches!(r, Rule::EmailWarn | Rule::CountryWarn));
+                if is_warn {
+                    let mut r = base.clone();
+                    r[i] = Some("not valid");
+                    rows.push(r);
+                    warned += 1;
+                } else if let Some(bad) = invalid_sample(c) {
+                    let mut r = base.clone();
+                    r[i] = Some(bad);
+                    rows.push(r);
+                    expected.push(format!("invalid_{}", c.name));
+                }
+                for rule in c.rules {
+                    match rule {
+                        Rule::Min(_) | Rule::GreaterThan(_) if matches!(c.ty, ColumnType::Int | ColumnType::Money | ColumnType::Decimal) => {
+                            let mut r = base.clone();
+                            r[i] = Some("-1");
+                            rows.push(r);
+                            expected.push(format!("invalid_{}", c.name));
+                        }
+                        Rule::Max(_) => {
+                            let mut r = base.clone();
+                            r[i] = Some("1.5");
+                            rows.push(r);
+                            expected.push(format!("invalid_{}", c.name));
+                        }
+                        Rule::NotBefore(other) => {
+                            let mut r = base.clone();
+                            let j = cols.iter().position(|c| c.name == *other).unwrap();
+                            r[j] = Some("2026-11-21");
+                            rows.push(r);
+                            expected.push("invalid_range".into());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // one fully valid row
+            rows.push(cols.iter().map(|c| Some(valid_sample(c))).collect());
+            let columns: Vec<(&str, Vec<Option<&str>>)> =
+                cols.iter().enumerate().map(|(i, c)| (c.name, rows.iter().map(|r| r[i]).collect())).collect();
+            let c = clean_feed(dataset, bronze(&columns)).unwrap();
+            assert_eq!(reasons(&c), expected, "{dataset}");
+            assert_eq!(c.valid.height(), 1 + warned, "{dataset}");
+            assert_eq!(c.warnings.values().sum::<u64>(), warned as u64, "{dataset}");
+        }
+    }
 }
