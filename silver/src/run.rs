@@ -87,7 +87,7 @@ fn run_record_path(date: &str) -> Path {
 
 fn all_tables() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = Dataset::ALL.iter().map(|d| tables::current_table(*d)).collect();
-    v.extend([tables::PRODUCTS_HISTORY, tables::PRODUCT_CHANGES, tables::QUARANTINE, tables::FEED_RECONCILIATION]);
+    v.extend([tables::PRODUCTS_HISTORY, tables::PRODUCT_CHANGES, tables::QUARANTINE, tables::FEED_RECONCILIATION, tables::ORPHAN_ITEMS]);
     v
 }
 
@@ -154,6 +154,8 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: &str, feeds: &[FeedRec
     let mut quarantine: Vec<RecordBatch> = Vec::new();
     let mut stats: Vec<FeedStats> = Vec::new();
     let mut business_days: BTreeSet<i32> = BTreeSet::new();
+    let mut run_orders: Option<DataFrame> = None;
+    let mut run_items: Option<DataFrame> = None;
 
     for dataset in Dataset::ALL {
         let ds_feeds: Vec<&FeedRecord> = feeds.iter().filter(|f| f.dataset == dataset && f.status == FeedStatus::Landed).collect();
@@ -213,12 +215,14 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: &str, feeds: &[FeedRec
                 replace_inventory(&lh, kept, run_day).await?;
             }
             Dataset::Orders => {
-                business_days.extend(order_days_touched(&lh, &kept).await?);
-                upsert_current(&lh, dataset, kept).await?;
+                business_days.extend(order_days_touched(lh, &kept).await?);
+                run_orders = Some(kept.select([PARTNER, "order_id", "total_amount"])?);
+                upsert_current(lh, dataset, kept).await?;
             }
             Dataset::OrderItems => {
-                business_days.extend(item_days_touched(&lh, &kept).await?);
-                upsert_current(&lh, dataset, kept).await?;
+                business_days.extend(item_days_touched(lh, &kept).await?);
+                run_items = Some(kept.select([PARTNER, "order_id", "line_number"])?);
+                upsert_current(lh, dataset, kept).await?;
             }
             _ => upsert_current(&lh, dataset, kept).await?,
         }
@@ -231,7 +235,8 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: &str, feeds: &[FeedRec
     let rec = lh.open_or_create(tables::FEED_RECONCILIATION, tables::reconciliation_schema(), &[RUN_DATE]).await?;
     lh.replace_where(rec, reconciliation_batches(&stats, run_day)?, &pred).await?;
 
-    let (orphans, mismatch) = post_run_checks(&lh, &feeds).await?;
+    let partners: BTreeSet<String> = feeds.iter().filter(|f| f.status == FeedStatus::Landed).map(|f| f.partner.clone()).collect();
+    let (orphans, mismatch) = post_run_checks(lh, &partners, run_orders, run_items, run_day).await?;
     report.orphan_items = orphans;
     report.total_mismatch = mismatch;
     report.business_dates = business_days.into_iter().map(date_string).collect();
@@ -437,17 +442,17 @@ async fn replace_inventory(lh: &Lakehouse, kept: DataFrame, run_day: i32) -> Res
 }
 
 /// A DataFusion session with the given silver tables registered under their names, and the
-/// frame registered as `run`.
-async fn session(lh: &Lakehouse, names: &[&str], run: Option<(DataFrame, arrow::datatypes::SchemaRef)>) -> Result<Option<SessionContext>, SilverError> {
+/// given frames registered as in-memory tables. None when a silver table does not exist yet.
+async fn session(lh: &Lakehouse, names: &[&str], frames: Vec<(&str, DataFrame, arrow::datatypes::SchemaRef)>) -> Result<Option<SessionContext>, SilverError> {
     let ctx = SessionContext::new();
     for name in names {
         let Some(table) = lh.open(name).await? else { return Ok(None) };
         register(&ctx, name, &table).await?;
     }
-    if let Some((mut df, schema)) = run {
+    for (name, mut df, schema) in frames {
         let batches = polars_to_arrow(&mut df, &schema)?;
         let mem = deltalake::datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
-        ctx.register_table("run", Arc::new(mem))?;
+        ctx.register_table(name, Arc::new(mem))?;
     }
     Ok(Some(ctx))
 }
@@ -480,7 +485,7 @@ async fn order_days_touched(lh: &Lakehouse, kept: &DataFrame) -> Result<Vec<i32>
         arrow::datatypes::Field::new(PARTNER, arrow::datatypes::DataType::Utf8, false),
         arrow::datatypes::Field::new("order_id", arrow::datatypes::DataType::Utf8, false),
     ]));
-    if let Some(ctx) = session(lh, &["orders"], Some((keys, schema))).await? {
+    if let Some(ctx) = session(lh, &["orders"], vec![("run", keys, schema)]).await? {
         let old = query(&ctx, "SELECT CAST(o.order_date AS DATE) AS d FROM orders o JOIN run r ON o.partner_id = r.partner_id AND o.order_id = r.order_id").await?;
         out.extend(day_column(&old, "d")?);
     }
@@ -495,7 +500,7 @@ async fn item_days_touched(lh: &Lakehouse, kept: &DataFrame) -> Result<Vec<i32>,
         arrow::datatypes::Field::new(PARTNER, arrow::datatypes::DataType::Utf8, false),
         arrow::datatypes::Field::new("order_id", arrow::datatypes::DataType::Utf8, false),
     ]));
-    match session(lh, &["orders"], Some((keys, schema))).await? {
+    match session(lh, &["orders"], vec![("run", keys, schema)]).await? {
         Some(ctx) => {
             let d = query(&ctx, "SELECT CAST(o.order_date AS DATE) AS d FROM orders o JOIN run r ON o.partner_id = r.partner_id AND o.order_id = r.order_id").await?;
             day_column(&d, "d")
@@ -506,43 +511,97 @@ async fn item_days_touched(lh: &Lakehouse, kept: &DataFrame) -> Result<Vec<i32>,
 
 /// Orphan items per partner (items whose order is unknown after the run) and
 /// `total_mismatch` warnings for the orders upserted in this run.
-async fn post_run_checks(lh: &Lakehouse, feeds: &[FeedRecord]) -> Result<(BTreeMap<String, u64>, u64), SilverError> {
-    let partners: BTreeSet<&str> = feeds.iter().map(|f| f.partner.as_str()).collect();
+///
+/// Both are computed incrementally so that memory does not grow with history: the orphan
+/// candidates are the run's items plus the stored orphans of the run's partners
+/// (`silver/orphan_items`), checked against the orders table as the probe side of the join;
+/// the mismatch check joins the run's orders (small) with their items.
+async fn post_run_checks(
+    lh: &Lakehouse,
+    partners: &BTreeSet<String>,
+    run_orders: Option<DataFrame>,
+    run_items: Option<DataFrame>,
+    run_day: i32,
+) -> Result<(BTreeMap<String, u64>, u64), SilverError> {
     let mut orphans = BTreeMap::new();
     let mut mismatch = 0;
-    let Some(ctx) = session(lh, &["orders", "order_items"], None).await? else { return Ok((orphans, mismatch)) };
-    let list = partners.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ");
-    if list.is_empty() {
+    if partners.is_empty() {
         return Ok((orphans, mismatch));
     }
-    let o = query(
-        &ctx,
-        &format!(
-            "SELECT i.partner_id AS p, COUNT(*) AS n FROM order_items i LEFT ANTI JOIN orders o ON i.partner_id = o.partner_id AND i.order_id = o.order_id WHERE i.partner_id IN ({list}) GROUP BY i.partner_id"
-        ),
-    )
-    .await?;
-    for (p, n) in o.column("p")?.str()?.iter().zip(o.column("n")?.cast(&DataType::Int64)?.i64()?.iter()) {
-        if let (Some(p), Some(n)) = (p, n) {
-            orphans.insert(p.to_string(), n as u64);
-        }
+    let list = partners.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ");
+    let key_schema = orphan_key_schema();
+    let orphan_table = lh.open_or_create(tables::ORPHAN_ITEMS, tables::orphan_items_schema(), &[PARTNER]).await?;
+    let stored = lh.scan(&orphan_table, Some(&format!("{PARTNER} IN ({list})"))).await?;
+    let mut candidates = if stored.is_empty() {
+        None
+    } else {
+        Some(arrow_to_polars(&stored, &tables::orphan_items_schema())?.select([PARTNER, "order_id", "line_number"])?)
+    };
+    if let Some(items) = run_items {
+        candidates = Some(match candidates {
+            Some(c) => concat_frames(vec![c, items])?.unique_stable(None, UniqueKeepStrategy::First, None)?,
+            None => items,
+        });
     }
-    let run_feeds: Vec<String> = feeds.iter().filter(|f| f.dataset == Dataset::Orders).map(|f| format!("'{}'", f.feed_id)).collect();
-    if !run_feeds.is_empty() {
+    let mut frames = Vec::new();
+    if let Some(c) = candidates {
+        frames.push(("candidates", c, key_schema));
+    }
+    if let Some(o) = run_orders {
+        frames.push(("run_orders", o, run_orders_schema()));
+    }
+    let has_candidates = frames.iter().any(|(n, _, _)| *n == "candidates");
+    let has_run_orders = frames.iter().any(|(n, _, _)| *n == "run_orders");
+    let Some(ctx) = session(lh, &["orders", "order_items"], frames).await? else { return Ok((orphans, mismatch)) };
+    let still = if has_candidates {
+        query(
+            &ctx,
+            "SELECT c.partner_id, c.order_id, c.line_number FROM candidates c \
+             WHERE NOT EXISTS (SELECT 1 FROM orders o WHERE o.partner_id = c.partner_id AND o.order_id = c.order_id)",
+        )
+        .await?
+    } else {
+        DataFrame::empty_with_schema(&Schema::from_iter([
+            Field::new(PARTNER.into(), DataType::String),
+            Field::new("order_id".into(), DataType::String),
+            Field::new("line_number".into(), DataType::Int64),
+        ]))
+    };
+    for p in still.column(PARTNER)?.str()?.iter().flatten() {
+        *orphans.entry(p.to_string()).or_default() += 1;
+    }
+    let mut still = still.lazy().with_column(lit(run_day).cast(DataType::Date).alias(RUN_DATE)).collect()?;
+    let batches = polars_to_arrow(&mut still, &tables::orphan_items_schema())?;
+    lh.replace_where(orphan_table, batches, &format!("{PARTNER} IN ({list})")).await?;
+
+    if has_run_orders {
         let m = query(
             &ctx,
-            &format!(
-                "SELECT COUNT(*) AS n FROM (SELECT o.partner_id, o.order_id, o.total_amount, SUM(CAST(i.quantity AS DECIMAL(38,4)) * i.unit_price * (1 - i.discount)) AS items \
-                 FROM orders o JOIN order_items i ON o.partner_id = i.partner_id AND o.order_id = i.order_id \
-                 WHERE o._feed_id IN ({}) AND o.total_amount IS NOT NULL GROUP BY o.partner_id, o.order_id, o.total_amount) t \
-                 WHERE ABS(t.items - t.total_amount) > 0.01",
-                run_feeds.join(", ")
-            ),
+            "SELECT COUNT(*) AS n FROM (\
+               SELECT r.partner_id, r.order_id, r.total_amount, \
+                      COALESCE(SUM(CAST(i.quantity AS DECIMAL(38,4)) * i.unit_price * (1 - i.discount)), 0) AS items \
+               FROM run_orders r LEFT JOIN order_items i ON r.partner_id = i.partner_id AND r.order_id = i.order_id \
+               WHERE r.total_amount IS NOT NULL GROUP BY r.partner_id, r.order_id, r.total_amount) t \
+             WHERE ABS(t.items - t.total_amount) > 0.01",
         )
         .await?;
         mismatch = m.column("n")?.cast(&DataType::Int64)?.i64()?.get(0).unwrap_or(0) as u64;
     }
     Ok((orphans, mismatch))
+}
+
+fn orphan_key_schema() -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType as A, Field as F};
+    Arc::new(arrow::datatypes::Schema::new(vec![F::new(PARTNER, A::Utf8, false), F::new("order_id", A::Utf8, false), F::new("line_number", A::Int64, false)]))
+}
+
+fn run_orders_schema() -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType as A, Field as F};
+    Arc::new(arrow::datatypes::Schema::new(vec![
+        F::new(PARTNER, A::Utf8, false),
+        F::new("order_id", A::Utf8, false),
+        F::new("total_amount", A::Decimal128(18, 4), true),
+    ]))
 }
 
 /// The products diff, the per-SKU change log, SCD2 history and the current products upsert.

@@ -124,3 +124,14 @@ pub fn reconciliation_schema() -> SchemaRef {
         Field::new("warnings", DataType::Int64, false),
     ]))
 }
+
+pub const ORPHAN_ITEMS: &str = "orphan_items";
+/// Order items whose order is unknown, as of each partner's latest run.
+pub fn orphan_items_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(PARTNER, DataType::Utf8, false),
+        Field::new("order_id", DataType::Utf8, false),
+        Field::new("line_number", DataType::Int64, false),
+        Field::new(RUN_DATE, DataType::Date32, false),
+    ]))
+}

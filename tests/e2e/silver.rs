@@ -91,7 +91,7 @@ fn reasons_and_warnings(env: Env) {
         "orders",
         D2,
         "orders.csv",
-        b"order_id,customer_id,order_date,status,currency,campaign_id,total_amount\nO1,C1,2026-11-20T10:00:00Z,Completed,eur,K2,20.00\nO2,C1,2026-11-20,shipped,,,\nO3,,2026-11-20,pending,,,\nO4,C1,2026-11-31,pending,,,\nO5,C1,2026-11-20,pending,dollars,,\nO6,C1,2026-11-20,pending,,,1.2.3\nO7,C1,2026-11-20,pending,,,99.00\n",
+        b"order_id,customer_id,order_date,status,currency,campaign_id,total_amount\nO1,C1,2026-11-20T10:00:00Z,Completed,eur,K2,20.00\nO2,C1,2026-11-20,shipped,,,\nO3,,2026-11-20,pending,,,\nO4,C1,2026-11-31,pending,,,\nO5,C1,2026-11-20,pending,dollars,,\nO6,C1,2026-11-20,pending,,,1.2.3\nO7,C1,2026-11-20,pending,,,99.00\nO8,C1,2026-11-20,completed,,,5.00\n",
     );
     ingest(
         &env,
@@ -129,7 +129,7 @@ fn reasons_and_warnings(env: Env) {
         assert_eq!(read, v + rej + dup, "{f:#}");
     }
     assert_eq!(r["orphan_items"], serde_json::json!({"acme": 1}), "X9 has no order");
-    assert_eq!(r["total_mismatch"], 1, "O7 says 99.00, its items sum to 2.50; O1 says 20.00 = 2 x 10.00");
+    assert_eq!(r["total_mismatch"], 2, "O7 says 99.00, its items sum to 2.50; O8 has no items; O1 says 20.00 = 2 x 10.00");
     // Silver values are typed and cleaned.
     let prods = silver_rows(&env, "products", None, &["sku"]);
     assert_eq!(prods.len(), 1);
@@ -145,7 +145,7 @@ fn reasons_and_warnings(env: Env) {
     assert_eq!(q[9]["reason"], "malformed_row");
     assert_eq!(q[9]["raw"], "a-11,n,c,,1,,1");
     let orders = silver_rows(&env, "orders", None, &["order_id"]);
-    assert_eq!(orders.iter().map(|o| o["order_id"].as_str().unwrap()).collect::<Vec<_>>(), vec!["O1", "O7"]);
+    assert_eq!(orders.iter().map(|o| o["order_id"].as_str().unwrap()).collect::<Vec<_>>(), vec!["O1", "O7", "O8"]);
     assert_eq!(orders[0]["status"], "completed");
     assert_eq!(orders[0]["currency"], "EUR");
 }
