@@ -5,6 +5,8 @@
 //! bronze/{dataset}/partner={p}/ingest_date={d}/{feed id}.parquet          bronze, values as strings
 //! bronze/_registry/feeds/{feed id}.json                                   feed registry
 //! bronze/_registry/keys/{d}/{p}/{dataset}/{sha256}.json                   content-hash index
+//! silver/{table}/                                                         Delta tables
+//! silver/_runs/{d}.json                                                   silver run records
 //! ```
 //! Partner ids and file names are validated before they reach these functions
 //! (`contract::validate_partner_id`, `contract::validate_file_name`); `Path` additionally
@@ -16,6 +18,8 @@ use crate::contract::Dataset;
 
 pub const RAW: &str = "raw";
 pub const BRONZE: &str = "bronze";
+/// Silver Delta tables live under `silver/<table>`; run records under `silver/_runs/`.
+pub const SILVER: &str = "silver";
 pub const REGISTRY_FEEDS: &str = "bronze/_registry/feeds";
 pub const REGISTRY_KEYS: &str = "bronze/_registry/keys";
 

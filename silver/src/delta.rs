@@ -35,11 +35,18 @@ use deltalake::kernel::StructType;
 use deltalake::operations::optimize::OptimizeType;
 use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableBuilder};
+use deltalake::{DeltaTable, DeltaTableBuilder, TableProperty};
 use url::Url;
 
-/// The lake folder that holds the silver tables.
-pub const SILVER: &str = "silver";
+pub use schemas::paths::SILVER;
+
+/// `delta.targetFileSize` of the tables created here (Delta's default is 100 MiB): every
+/// writer (append, replace_where, MERGE, optimize) closes a data file at about this size. The
+/// memory of a MERGE grows mostly with the size of the files it rewrites: upserting 50k rows
+/// into a 6M-row partition peaked at 468 MiB RSS with 8 MiB files and at 650 MiB with 32 MiB
+/// files; into a 3M-row partition, at 332 MiB with 8 MiB files and 416 MiB with one 39 MiB
+/// file (debug build, `tests::upsert_memory_1m_rows`).
+pub const TARGET_FILE_SIZE: u64 = 8 * 1024 * 1024;
 
 /// Vacuum never deletes files removed less than this long ago unless forced: it is Delta's
 /// default `deletedFileRetentionDuration` (one week), long enough for a reader still on an
@@ -133,9 +140,14 @@ impl Lakehouse {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mut storage_options = HashMap::new();
         let mut secrets = Vec::new();
-        for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ALLOW_HTTP"] {
+        for (name, secret) in [
+            ("AWS_ACCESS_KEY_ID", false),
+            ("AWS_SECRET_ACCESS_KEY", true),
+            ("AWS_SESSION_TOKEN", true),
+            ("AWS_ALLOW_HTTP", false),
+        ] {
             if let Some(value) = env(name) {
-                if name != "AWS_ACCESS_KEY_ID" && name != "AWS_ALLOW_HTTP" {
+                if secret {
                     secrets.push(value.clone());
                 }
                 storage_options.insert(name.to_string(), value);
@@ -181,8 +193,9 @@ impl Lakehouse {
     }
 
     /// Loads the table, or creates it empty (version 0) with this Arrow schema and partition
-    /// columns. An existing table must have the same columns (names and types) and partitions.
-    /// Two processes creating the same table at once both end up with the one that won.
+    /// columns (and [`TARGET_FILE_SIZE`]). An existing table must have the same columns (names
+    /// and types) and partitions. Two processes creating the same table at once both end up
+    /// with the one that won.
     pub async fn open_or_create(
         &self,
         name: &str,
@@ -214,6 +227,7 @@ impl Lakehouse {
             .with_table_name(name)
             .with_columns(fields.fields().cloned())
             .with_partition_columns(partitions.iter().copied())
+            .with_configuration_property(TableProperty::TargetFileSize, Some(TARGET_FILE_SIZE.to_string()))
             .with_save_mode(SaveMode::Ignore)
             .await;
         match created {
@@ -237,15 +251,11 @@ impl Lakehouse {
         const OP: &str = "append";
         let schema = self.table_schema(&table, OP)?;
         let batches = self.conform_all(&table, OP, batches, &schema)?;
-        if batches.iter().all(|b| b.num_rows() == 0) {
+        if batches.is_empty() {
             return Ok(table);
         }
         let url = table.table_url().clone();
-        let table = table
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
-            .await
-            .map_err(|e| self.err(&url, OP, &e))?;
+        let table = table.write(batches).with_save_mode(SaveMode::Append).await.map_err(|e| self.err(&url, OP, &e))?;
         tracing::debug!(table = %url, version = ?table.version(), "appended");
         Ok(table)
     }
@@ -286,6 +296,10 @@ impl Lakehouse {
     /// replaced by it when `update_when` holds (SQL over `source.<col>` and `target.<col>`,
     /// e.g. `source.version >= target.version`; `None` = always); source rows with a new key
     /// are inserted. Source keys must be unique (else [`DeltaError::DuplicateKeys`]).
+    ///
+    /// Memory: the target partitions are streamed through the join, not loaded; the peak grows
+    /// with the size of the data files rewritten, which [`TARGET_FILE_SIZE`] bounds (50k rows
+    /// into a 1M-row partition: 256 MiB peak RSS; into 3M rows: 332 MiB, debug build).
     pub async fn upsert(
         &self,
         table: DeltaTable,
@@ -369,14 +383,22 @@ impl Lakehouse {
             return Ok((table, 0));
         };
         let url = table.table_url().clone();
-        let set: Vec<&str> =
-            schema.fields().iter().map(|f| f.name().as_str()).filter(|c| !keys.contains(c)).collect();
+        let set: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).filter(|c| !keys.contains(c)).collect();
+        if set.is_empty() {
+            return Err(DeltaError::InvalidArgument {
+                table: url.to_string(),
+                operation: OP,
+                message: "the source rows have no column to set besides the keys".into(),
+            });
+        }
         let (table, metrics) = table
             .merge(merge.source, merge.predicate)
             .with_source_alias("source")
             .with_target_alias("target")
             .with_session_state(Arc::new(merge.ctx.state()))
-            .when_matched_update(|update| set.iter().fold(update, |u, c| u.update(Column::from_name(*c), source_col(c))))
+            .when_matched_update(|update| {
+                set.iter().fold(update, |u, c| u.update(Column::from_name(*c), source_col(c)))
+            })
             .map_err(|e| self.err(&url, OP, &e))?
             .await
             .map_err(|e| self.err(&url, OP, &e))?;
@@ -434,7 +456,7 @@ impl Lakehouse {
         }
         let (table, metrics) = table
             .restore()
-            .with_version_to_restore(version.unsigned_abs())
+            .with_version_to_restore(version as u64) // non-negative: checked above
             .await
             .map_err(|e| self.err(&url, OP, &e))?;
         tracing::debug!(
@@ -467,21 +489,17 @@ impl Lakehouse {
                 minimum: MIN_RETENTION_HOURS,
             });
         }
-        let retention = i64::try_from(retention_hours)
-            .ok()
-            .and_then(chrono::Duration::try_hours)
-            .ok_or_else(|| DeltaError::InvalidArgument {
+        let retention = i64::try_from(retention_hours).ok().and_then(chrono::Duration::try_hours).ok_or_else(|| {
+            DeltaError::InvalidArgument {
                 table: url.to_string(),
                 operation: "vacuum",
                 message: format!("retention of {retention_hours} h is too large"),
-            })?;
+            }
+        })?;
         let mut report = MaintainReport::default();
 
-        let (table, optimized) = table
-            .optimize()
-            .with_type(OptimizeType::Compact)
-            .await
-            .map_err(|e| self.err(&url, "optimize", &e))?;
+        let (table, optimized) =
+            table.optimize().with_type(OptimizeType::Compact).await.map_err(|e| self.err(&url, "optimize", &e))?;
         report.files_compacted = optimized.num_files_removed;
         report.files_written = optimized.num_files_added;
 
@@ -551,7 +569,12 @@ impl Lakehouse {
         for field in requested.fields() {
             match stored.field_with_name(field.name()) {
                 Ok(s) if s.data_type() == field.data_type() => {}
-                Ok(s) => problems.push(format!("{} is {} in the table, not {}", field.name(), s.data_type(), field.data_type())),
+                Ok(s) => problems.push(format!(
+                    "{} is {} in the table, not {}",
+                    field.name(),
+                    s.data_type(),
+                    field.data_type()
+                )),
                 Err(_) => problems.push(format!("{} is missing from the table", field.name())),
             }
         }
@@ -560,8 +583,7 @@ impl Lakehouse {
                 problems.push(format!("the table has an extra column {}", field.name()));
             }
         }
-        let stored_partitions =
-            table.snapshot().map_err(|e| self.err(url, OP, &e))?.metadata().partition_columns();
+        let stored_partitions = table.snapshot().map_err(|e| self.err(url, OP, &e))?.metadata().partition_columns();
         if stored_partitions.iter().map(String::as_str).ne(partitions.iter().copied()) {
             problems.push(format!("it is partitioned by {stored_partitions:?}, not {partitions:?}"));
         }
@@ -584,11 +606,8 @@ impl Lakehouse {
         batches: Vec<RecordBatch>,
         schema: &SchemaRef,
     ) -> Result<Vec<RecordBatch>, DeltaError> {
-        let mismatch = |message: String| DeltaError::SchemaMismatch {
-            table: table.table_url().to_string(),
-            operation,
-            message,
-        };
+        let mismatch =
+            |message: String| DeltaError::SchemaMismatch { table: table.table_url().to_string(), operation, message };
         let options = CastOptions { safe: false, ..Default::default() };
         let mut out = Vec::with_capacity(batches.len());
         for batch in batches.into_iter().filter(|b| b.num_rows() > 0) {
@@ -606,7 +625,12 @@ impl Lakehouse {
                         return Ok(column.clone());
                     }
                     cast_with_options(column, field.data_type(), &options).map_err(|e| {
-                        mismatch(format!("column {}: {} -> {}: {e}", field.name(), column.data_type(), field.data_type()))
+                        mismatch(format!(
+                            "column {}: {} -> {}: {e}",
+                            field.name(),
+                            column.data_type(),
+                            field.data_type()
+                        ))
                     })
                 })
                 .collect::<Result<Vec<ArrayRef>, DeltaError>>()?;
@@ -651,12 +675,9 @@ impl Lakehouse {
         }
 
         let partition_values = distinct_values(&source, partition_col).await.map_err(|e| fail(&e))?;
-        let predicate = keys
-            .iter()
-            .map(|k| target_col(k).eq(source_col(k)))
-            .chain(std::iter::once(target_col(partition_col).in_list(partition_values, false)))
-            .reduce(Expr::and)
-            .expect("at least the partition restriction");
+        let predicate = keys.iter().fold(target_col(partition_col).in_list(partition_values, false), |p, k| {
+            p.and(target_col(k).eq(source_col(k)))
+        });
         Ok(Some(PreparedMerge { ctx, source, predicate, rows: rows as u64 }))
     }
 }
@@ -759,7 +780,11 @@ mod tests {
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
                 Arc::new(StringArray::from_iter_values(rows.iter().map(|r| format!("{} v{}", r.1, r.2)))),
-                Arc::new(Decimal128Array::from_iter_values(rows.iter().map(|r| r.3)).with_precision_and_scale(18, 4).unwrap()),
+                Arc::new(
+                    Decimal128Array::from_iter_values(rows.iter().map(|r| r.3))
+                        .with_precision_and_scale(18, 4)
+                        .unwrap(),
+                ),
                 Arc::new(Int64Array::from_iter_values(v(|x| x))),
                 Arc::new(Int32Array::from_iter_values(v(|x| x * 10).map(|x| x as i32))),
                 Arc::new(BooleanArray::from_iter(v(|x| x % 2).map(|x| Some(x == 0)))),
@@ -848,6 +873,8 @@ mod tests {
 
         let table = lh.open_or_create("products", schema(), &["partner_id"]).await.unwrap();
         assert_eq!(Lakehouse::version(&table), Some(0));
+        let config = table.snapshot().unwrap().metadata().configuration().clone();
+        assert_eq!(config.get("delta.targetFileSize"), Some(&TARGET_FILE_SIZE.to_string()));
         assert!(lh.scan(&table, None).await.unwrap().is_empty());
         let again = lh.open_or_create("products", schema(), &["partner_id"]).await.unwrap();
         assert_eq!(Lakehouse::version(&again), Some(0));
@@ -882,14 +909,13 @@ mod tests {
         // Columns in another order, a LargeUtf8 string and a Decimal128(38, 2) price: cast by name.
         let base = batch(&[("a", "s1", 1, 0)]);
         let loose = |price: Decimal128Array| {
-            let fields = vec![
+            let mut fields = vec![
                 Field::new("sku", DataType::LargeUtf8, false),
                 Field::new("price", price.data_type().clone(), true),
                 Field::new("partner_id", DataType::Utf8, false),
             ];
             let mut columns: Vec<ArrayRef> =
                 vec![Arc::new(LargeStringArray::from(vec!["s1"])), Arc::new(price), base.column(0).clone()];
-            let mut fields = fields;
             for name in ["name", "version", "quantity", "active", "day", "updated_at"] {
                 let (i, f) = schema().column_with_name(name).map(|(i, f)| (i, f.clone())).unwrap();
                 fields.push(f);
@@ -910,8 +936,8 @@ mod tests {
         assert!(err.to_string().contains("column price"), "{err}");
 
         let table = lh.open("products").await.unwrap().unwrap();
-        let extra = base.clone().project(&[0, 1]).unwrap();
-        let err = lh.append(table, vec![extra]).await.unwrap_err();
+        let partial = base.clone().project(&[0, 1]).unwrap();
+        let err = lh.append(table, vec![partial]).await.unwrap_err();
         assert!(err.to_string().contains("column name is missing"), "{err}");
     }
 
@@ -925,10 +951,7 @@ mod tests {
         let table = lh.replace_where(table, vec![new_a], "partner_id = 'a'").await.unwrap();
         assert_eq!(Lakehouse::version(&table), Some(2));
         let rows = lh.scan(&table, None).await.unwrap();
-        assert_eq!(
-            keys(&rows),
-            vec![key("a", "s7", 7), key("a", "s8", 8), key("b", "s1", 1), key("b", "s2", 3)]
-        );
+        assert_eq!(keys(&rows), vec![key("a", "s7", 7), key("a", "s8", 8), key("b", "s1", 1), key("b", "s2", 3)]);
 
         // A new row outside the predicate is refused and nothing is committed.
         let stray = batch(&[("b", "s9", 9, 0)]);
@@ -943,6 +966,27 @@ mod tests {
         assert_eq!(keys(&lh.scan(&table, None).await.unwrap()), vec![key("b", "s1", 1), key("b", "s2", 3)]);
     }
 
+    /// Like silver's inventory: partitioned by a date and the partner, replaced per run date.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replace_where_on_date_and_partner_partitions() {
+        let (_dir, lh) = local_lake();
+        let table = lh.open_or_create("inventory", schema(), &["day", "partner_id"]).await.unwrap();
+        let table =
+            lh.append(table, vec![batch(&[("a", "s1", 1, 1), ("a", "s2", 2, 2), ("b", "s1", 1, 3)])]).await.unwrap();
+        // Version 1 rows are on day 20001 = 2024-10-05.
+        let table = lh
+            .replace_where(table, vec![batch(&[("a", "s9", 1, 9)])], "day = '2024-10-05' AND partner_id IN ('a')")
+            .await
+            .unwrap();
+        assert_eq!(
+            keys(&lh.scan(&table, None).await.unwrap()),
+            vec![key("a", "s2", 2), key("a", "s9", 1), key("b", "s1", 1)]
+        );
+        assert_eq!(keys(&lh.scan(&table, Some("day = '2024-10-06'")).await.unwrap()), vec![key("a", "s2", 2)]);
+        let late = lh.scan(&table, Some("updated_at >= '2025-11-20T00:53:22Z'")).await.unwrap();
+        assert_eq!(keys(&late), vec![key("a", "s2", 2)]);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn upsert_updates_newer_rows_and_inserts_new_keys() {
         let (_dir, lh) = local_lake();
@@ -952,10 +996,11 @@ mod tests {
         let files_of_b =
             |t: &DeltaTable| t.get_file_uris().unwrap().filter(|f| f.contains("partner_id=b")).collect::<Vec<_>>();
         let b_before = files_of_b(&table);
+        assert_eq!(b_before.len(), 1);
 
         let source = batch(&[
-            ("a", "s1", 2, 123_456_789_012_345_678), // newer: updated
-            ("a", "s2", 3, 1),                       // older: ignored
+            ("a", "s1", 2, 123_456_789_012_345_678),  // newer: updated
+            ("a", "s2", 3, 1),                        // older: ignored
             ("a", "s3", 1, -999_999_999_999_999_999), // new key: inserted
         ]);
         let (table, counts) =
@@ -963,10 +1008,7 @@ mod tests {
         assert_eq!(counts, UpsertCounts { inserted: 1, updated: 1, ignored: 1 });
         assert_eq!(Lakehouse::version(&table), Some(2));
         let rows = lh.scan(&table, None).await.unwrap();
-        assert_eq!(
-            keys(&rows),
-            vec![key("a", "s1", 2), key("a", "s2", 5), key("a", "s3", 1), key("b", "s1", 1)]
-        );
+        assert_eq!(keys(&rows), vec![key("a", "s1", 2), key("a", "s2", 5), key("a", "s3", 1), key("b", "s1", 1)]);
         let expected = batch(&[
             ("a", "s1", 2, 123_456_789_012_345_678),
             ("a", "s2", 5, 20_000),
@@ -1121,15 +1163,15 @@ mod tests {
         assert_same(&lh.scan(&table, None).await.unwrap(), &tricky_rows());
     }
 
-    /// Peak memory and time of an upsert of 50k source rows (25k updates, 25k new keys) into
-    /// a 1M-row single-partition table. The table is built on the first run in
-    /// `MEDALLION_MEM_DIR` and restored to that state on later runs, so run it twice and read
-    /// the second run:
+    /// Peak memory and time of an upsert of 50k source rows (25k updates spread over the
+    /// table, 25k new keys) into a single-partition table of 1M rows (`MEDALLION_MEM_ROWS`).
+    /// The table is built on the first run in `MEDALLION_MEM_DIR` and restored to that state on
+    /// later runs, so run it twice and read the second run:
     /// `MEDALLION_MEM_DIR=/tmp/mem /usr/bin/time -v <test binary> --ignored --exact delta::tests::upsert_memory_1m_rows --nocapture`
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "measurement, run by hand"]
     async fn upsert_memory_1m_rows() {
-        const TARGET: usize = 1_000_000;
+        let target: usize = std::env::var("MEDALLION_MEM_ROWS").map(|v| v.parse().unwrap()).unwrap_or(1_000_000);
         const SOURCE: usize = 50_000;
         let dir = std::env::var("MEDALLION_MEM_DIR").expect("set MEDALLION_MEM_DIR to a folder for the 1M-row table");
         let lake = schemas::Location::open("lake", &dir, true).unwrap();
@@ -1143,8 +1185,10 @@ mod tests {
             Some(table) => lh.restore(table, 1).await.unwrap(),
             None => {
                 let table = lh.open_or_create("big", schema(), &["partner_id"]).await.unwrap();
-                let batches = (0..TARGET / 100_000)
-                    .map(|b| rows(&(b * 100_000..(b + 1) * 100_000).map(|i| format!("sku{i:09}")).collect::<Vec<_>>(), 1))
+                let batches = (0..target / 100_000)
+                    .map(|b| {
+                        rows(&(b * 100_000..(b + 1) * 100_000).map(|i| format!("sku{i:09}")).collect::<Vec<_>>(), 1)
+                    })
                     .collect();
                 lh.append(table, batches).await.unwrap()
             }
@@ -1152,8 +1196,8 @@ mod tests {
         let files = table.get_file_uris().unwrap().count();
         // Half of the source updates rows spread over the whole table, half inserts new keys.
         let skus: Vec<String> = (0..SOURCE / 2)
-            .map(|i| format!("sku{:09}", i * (TARGET / (SOURCE / 2))))
-            .chain((0..SOURCE / 2).map(|i| format!("sku{:09}", TARGET + i)))
+            .map(|i| format!("sku{:09}", i * (target / (SOURCE / 2))))
+            .chain((0..SOURCE / 2).map(|i| format!("sku{:09}", target + i)))
             .collect();
         let source = rows(&skus, 2);
 
@@ -1166,7 +1210,7 @@ mod tests {
         let peak = proc_status_kib("VmHWM");
         assert_eq!(counts, UpsertCounts { inserted: 25_000, updated: 25_000, ignored: 0 });
         eprintln!(
-            "upsert of {SOURCE} rows into {TARGET} rows ({files} file(s)): {:.1} s, RSS before {} MiB, peak during {} MiB, files after {}",
+            "upsert of {SOURCE} rows into {target} rows ({files} file(s)): {:.1} s, RSS before {} MiB, peak during {} MiB, files after {}",
             elapsed.as_secs_f64(),
             before / 1024,
             peak / 1024,
@@ -1185,7 +1229,20 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn s3_concurrent_appends_all_land() {
         let lh = Arc::new(s3_lake("concurrent"));
-        lh.open_or_create("events", schema(), &["partner_id"]).await.unwrap();
+        // Two creators at once: both get the one table that won.
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let creators: Vec<_> = (0..2)
+            .map(|_| {
+                let (lh, barrier) = (lh.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    lh.open_or_create("events", schema(), &["partner_id"]).await.unwrap()
+                })
+            })
+            .collect();
+        for c in creators {
+            assert_eq!(Lakehouse::version(&c.await.unwrap()), Some(0));
+        }
         const ROUNDS: i64 = 3;
         for round in 0..ROUNDS {
             let barrier = Arc::new(tokio::sync::Barrier::new(2));
