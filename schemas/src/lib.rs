@@ -2,6 +2,10 @@
 //! lake paths, and the storage layer every stage uses to reach the lake.
 
 pub mod contract;
+/// Delta Lake tables of the lake (silver and gold read and write them); behind the `delta`
+/// feature so that bronze does not build delta-rs.
+#[cfg(feature = "delta")]
+pub mod delta;
 pub mod paths;
 pub mod registry;
 pub mod store;

@@ -5,9 +5,10 @@
 
 pub mod bridge;
 pub mod clean;
-pub mod delta;
 pub mod run;
 pub mod tables;
+
+pub use schemas::delta;
 
 pub use run::{maintain_all, read_record, run_silver, FeedStats, ProductDiff, SilverReport, TableMaintenance};
 

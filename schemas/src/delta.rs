@@ -38,7 +38,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, TableProperty};
 use url::Url;
 
-pub use schemas::paths::SILVER;
+pub use crate::paths::SILVER;
 
 /// `delta.targetFileSize` of the tables created here (Delta's default is 100 MiB): every
 /// writer (append, replace_where, MERGE, optimize) closes a data file at about this size. The
@@ -118,7 +118,7 @@ impl Lakehouse {
     /// `AWS_ALLOW_HTTP`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` and
     /// `AWS_REGION` (or `AWS_DEFAULT_REGION`, else `us-east-1`); requests are retried like the
     /// rest of the lake's (`MEDALLION_S3_MAX_RETRIES`, default 4, within 30 s).
-    pub fn new(lake: &schemas::Location) -> Result<Self, DeltaError> {
+    pub fn new(lake: &crate::Location) -> Result<Self, DeltaError> {
         let config = |message: String| DeltaError::Config { lake: lake.display.clone(), message };
         if let Some(root) = &lake.local_root {
             let dir = root.join(SILVER);
@@ -541,7 +541,7 @@ impl Lakehouse {
 
     /// An error naming the table and operation, with the whole cause chain and no secrets.
     fn err(&self, url: &Url, operation: &'static str, e: &(dyn std::error::Error + 'static)) -> DeltaError {
-        let mut message = schemas::store::error_chain(e);
+        let mut message = crate::store::error_chain(e);
         for secret in &self.secrets {
             message = message.replace(secret.as_str(), "***");
         }
@@ -831,7 +831,7 @@ mod tests {
 
     fn local_lake() -> (tempfile::TempDir, Lakehouse) {
         let dir = tempfile::tempdir().unwrap();
-        let lake = schemas::Location::open("lake", dir.path().to_str().unwrap(), true).unwrap();
+        let lake = crate::Location::open("lake", dir.path().to_str().unwrap(), true).unwrap();
         let lh = Lakehouse::new(&lake).unwrap();
         (dir, lh)
     }
@@ -847,7 +847,7 @@ mod tests {
         let bucket = std::env::var("MEDALLION_TEST_S3_BUCKET").unwrap();
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let spec = format!("s3://{bucket}/delta-tests/{test}-{}-{nanos}", std::process::id());
-        let lake = schemas::Location::open("lake", &spec, false).unwrap();
+        let lake = crate::Location::open("lake", &spec, false).unwrap();
         Lakehouse::new(&lake).unwrap()
     }
 
@@ -1174,7 +1174,7 @@ mod tests {
         let target: usize = std::env::var("MEDALLION_MEM_ROWS").map(|v| v.parse().unwrap()).unwrap_or(1_000_000);
         const SOURCE: usize = 50_000;
         let dir = std::env::var("MEDALLION_MEM_DIR").expect("set MEDALLION_MEM_DIR to a folder for the 1M-row table");
-        let lake = schemas::Location::open("lake", &dir, true).unwrap();
+        let lake = crate::Location::open("lake", &dir, true).unwrap();
         let lh = Lakehouse::new(&lake).unwrap();
         let rows = |skus: &[String], version: i64| {
             let rows: Vec<(&str, &str, i64, i128)> =
