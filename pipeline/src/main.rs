@@ -210,7 +210,11 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDALLION_LOG")
         .unwrap_or_else(|_| {
             // Our own progress at info; libraries (delta-rs, DataFusion, object_store) only warn.
-            tracing_subscriber::EnvFilter::new(if cli.quiet { "warn" } else { "warn,deltalake_core=error,medallion=info,bronze=info,silver=info,schemas=info" })
+            tracing_subscriber::EnvFilter::new(if cli.quiet {
+                "warn,deltalake_core=error"
+            } else {
+                "warn,deltalake_core=error,medallion=info,bronze=info,silver=info,schemas=info"
+            })
         });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
