@@ -8,6 +8,9 @@ pub mod contract;
 pub mod delta;
 pub mod paths;
 pub mod registry;
+/// The silver tables' names and schemas.
+#[cfg(feature = "delta")]
+pub mod silver;
 pub mod store;
 pub mod values;
 

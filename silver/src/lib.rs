@@ -6,9 +6,9 @@
 pub mod bridge;
 pub mod clean;
 pub mod run;
-pub mod tables;
 
 pub use schemas::delta;
+pub use schemas::silver as tables;
 
 pub use run::{maintain_all, read_record, run_silver, FeedStats, ProductDiff, SilverReport, TableMaintenance};
 

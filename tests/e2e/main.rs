@@ -24,3 +24,4 @@ mod bronze;
 mod cli;
 mod silver;
 mod common;
+mod gold;

@@ -1,9 +1,10 @@
-//! Silver tables: names, Arrow schemas and partitioning, derived from the contract.
+//! Silver tables: names, Arrow schemas and partitioning, derived from the contract. Silver
+//! writes them; gold reads them.
 
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use schemas::{ColumnType, Dataset};
+use crate::{ColumnType, Dataset};
 
 pub const PARTNER: &str = "partner_id";
 pub const RUN_DATE: &str = "_run_date";
