@@ -99,3 +99,59 @@ pub async fn compute(lake: &Location) -> Result<Vec<(&'static str, Vec<RecordBat
     }
     Ok(out)
 }
+
+/// A session for ad-hoc SQL (`medallion sql`): silver tables as `silver.<table>` (and
+/// unqualified), gold tables as `gold.<table>` views computed from silver on the fly, and
+/// bronze feeds as `bronze.<dataset>` (all landed Parquet, hive columns `partner` and
+/// `ingest_date`, every value a string).
+pub async fn sql_session(lake: &Location) -> Result<SessionContext, GoldError> {
+    use deltalake::datafusion::prelude::ParquetReadOptions;
+    let ctx = session(lake).await?;
+    for schema in ["silver", "gold", "bronze"] {
+        ctx.sql(&format!("CREATE SCHEMA {schema}")).await?;
+    }
+    for (name, _) in inputs() {
+        let provider = ctx.table_provider(name).await?;
+        ctx.register_table(format!("silver.{name}").as_str(), provider)?;
+    }
+    for extra in [silver::PRODUCTS_HISTORY, silver::QUARANTINE, silver::ORPHAN_ITEMS] {
+        let lh = Lakehouse::new(lake)?;
+        if let Some(table) = lh.open(extra).await? {
+            if Lakehouse::version(&table).is_some() {
+                table.update_datafusion_session(&ctx.state())?;
+                let provider = table.table_provider().await?;
+                ctx.register_table(format!("silver.{extra}").as_str(), provider.clone())?;
+                ctx.register_table(extra, provider)?;
+            }
+        }
+    }
+    for m in MODELS {
+        ctx.sql(&format!("CREATE VIEW gold.{} AS {}", m.name, m.sql))
+            .await
+            .map_err(|e| GoldError::Model { model: m.name.into(), message: e.to_string() })?;
+    }
+    // Bronze: Parquet under bronze/<dataset>/partner=../ingest_date=../
+    let base = match (&lake.local_root, &lake.s3) {
+        (Some(root), _) => format!("file://{}/", root.display()),
+        (None, Some(s3)) => {
+            let store = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&s3.bucket).build().map_err(|e| GoldError::Model {
+                model: "bronze".into(),
+                message: e.to_string(),
+            })?;
+            let url = url::Url::parse(&format!("s3://{}", s3.bucket)).expect("bucket URL");
+            ctx.runtime_env().register_object_store(&url, Arc::new(store));
+            if s3.prefix.is_empty() { format!("s3://{}/", s3.bucket) } else { format!("s3://{}/{}/", s3.bucket, s3.prefix) }
+        }
+        _ => return Ok(ctx),
+    };
+    for d in Dataset::ALL {
+        let path = format!("{base}{}/{}/", schemas::paths::BRONZE, d.name());
+        let options = ParquetReadOptions::default().table_partition_cols(vec![
+            ("partner".to_string(), arrow::datatypes::DataType::Utf8),
+            ("ingest_date".to_string(), arrow::datatypes::DataType::Utf8),
+        ]);
+        // A dataset that never landed has no files: it is simply not registered.
+        let _ = ctx.register_parquet(format!("bronze.{}", d.name()).as_str(), &path, options).await;
+    }
+    Ok(ctx)
+}

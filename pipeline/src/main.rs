@@ -125,6 +125,24 @@ Run it weekly (cron or the Airflow DAG), when no other medallion run writes to t
         #[arg(long)]
         force: bool,
     },
+    /// Run ad-hoc SQL over the lake: silver.<table>, gold.<table> (computed from silver on the
+    /// fly) and bronze.<dataset> (landed feeds as strings).
+    #[command(after_help = "Examples:
+  medallion sql \"SELECT * FROM gold.daily_sales ORDER BY order_date, partner_id\"
+  medallion sql \"SELECT reason, COUNT(*) n FROM silver.quarantine GROUP BY reason ORDER BY n DESC\" --format csv
+  medallion sql \"SELECT partner, COUNT(*) FROM bronze.orders GROUP BY partner\" --format json
+
+Tables: silver.{products, customers, orders, order_items, inventory, campaigns, products_history,
+product_changes, quarantine, feed_reconciliation, orphan_items}; gold.{daily_sales, category_kpis,
+order_kpis, partner_revenue, product_changes, dim_products, customer_orders, inventory_status,
+campaign_performance}; bronze.<dataset>. Unqualified names are silver tables.")]
+    Sql {
+        /// The query (DataFusion SQL).
+        query: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = SqlFormat::Table)]
+        format: SqlFormat,
+    },
     /// Push files into the landing zone as {partner}/{dataset}/{date}/{file name}.
     #[command(after_help = "Examples:
   medallion ingest --partner acme --dataset orders --date 2026-11-20 ~/Downloads/orders.csv
@@ -154,6 +172,13 @@ Run it weekly (cron or the Airflow DAG), when no other medallion run writes to t
         #[arg(long)]
         date: Option<String>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SqlFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 /// A failure with the exit code it maps to.
@@ -390,6 +415,29 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 }
                 println!("maintained {} silver tables in {}", done.len(), lake.display);
             }
+            Ok(exit::OK)
+        }
+        Command::Sql { query, format } => {
+            let lake = open("lake", &cli.lake, true).await?;
+            let ctx = gold::sql_session(&lake).await.map_err(|e| Failure { code: exit::FAILED, message: e.to_string() })?;
+            let df = ctx.sql(&query).await.map_err(|e| Failure::usage(format!("query: {e}")))?;
+            let batches = df.collect().await.map_err(|e| Failure { code: exit::FAILED, message: format!("query: {e}") })?;
+            let mut out = std::io::stdout().lock();
+            let written = match format {
+                SqlFormat::Table => arrow::util::pretty::pretty_format_batches(&batches).map(|t| {
+                    use std::io::Write;
+                    writeln!(out, "{t}").map_err(|e| arrow::error::ArrowError::IoError(e.to_string(), e))
+                }).and_then(|r| r),
+                SqlFormat::Csv => {
+                    let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+                    batches.iter().try_for_each(|b| w.write(b))
+                }
+                SqlFormat::Json => {
+                    let mut w = arrow::json::ArrayWriter::new(&mut out);
+                    batches.iter().try_for_each(|b| w.write(b)).and_then(|_| w.finish())
+                }
+            };
+            written.map_err(|e| Failure { code: exit::FAILED, message: format!("writing the result: {e}") })?;
             Ok(exit::OK)
         }
         Command::Contract => {

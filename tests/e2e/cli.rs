@@ -5,7 +5,7 @@ use crate::common::*;
 #[test]
 fn every_command_has_help_with_examples() {
     let env = local();
-    for cmd in [vec!["--help"], vec!["generate", "--help"], vec!["bronze", "--help"], vec!["ingest", "--help"], vec!["feeds", "--help"], vec!["contract", "--help"]] {
+    for cmd in [vec!["--help"], vec!["generate", "--help"], vec!["bronze", "--help"], vec!["ingest", "--help"], vec!["feeds", "--help"], vec!["contract", "--help"], vec!["silver", "--help"], vec!["maintain", "--help"], vec!["sql", "--help"]] {
         let r = medallion(&env, &cmd).ok();
         assert!(r.stdout.contains("Examples:"), "{cmd:?}:\n{}", r.stdout);
     }

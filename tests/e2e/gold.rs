@@ -166,3 +166,24 @@ fn every_gold_table_matches_hand_computed_figures() {
     assert!(k3.get("roas").is_none_or(|v| v.is_null()));
     assert_eq!(k3["net_revenue"].as_str(), Some("0.00"));
 }
+
+both!(sql_over_bronze_silver_and_gold, sql_over_the_lake);
+
+fn sql_over_the_lake(env: Env) {
+    ingest(&env, "acme", "orders", D, "o.csv", b"order_id,customer_id,order_date,status,note\nO1,C1,2026-11-19T10:00:00Z,completed,hi\nO2,C1,2026-11-19,shipped,x\n");
+    ingest(&env, "acme", "order_items", D, "i.csv", b"order_id,line_number,sku,quantity,unit_price\nO1,1,A,2,1.25\n");
+    medallion(&env, &["bronze", "--date", D, "-q"]).ok();
+    medallion(&env, &["silver", "--date", D, "-q"]).ok();
+    let csv = |q: &str| medallion(&env, &["sql", q, "--format", "csv"]).ok().stdout;
+    assert_eq!(csv("SELECT partner, ingest_date, order_id, note FROM bronze.orders ORDER BY order_id"), "partner,ingest_date,order_id,note\nacme,2026-11-19,O1,hi\nacme,2026-11-19,O2,x\n");
+    assert_eq!(csv("SELECT order_id, status FROM silver.orders"), "order_id,status\nO1,completed\n");
+    assert_eq!(csv("SELECT reason FROM silver.quarantine"), "reason\ninvalid_status\n");
+    assert_eq!(csv("SELECT partner_id, gross_revenue FROM gold.daily_sales"), "partner_id,gross_revenue\nacme,2.50\n");
+    let json = medallion(&env, &["sql", "SELECT total_orders FROM gold.order_kpis", "--format", "json"]).ok().json();
+    assert_eq!(json, serde_json::json!([{"total_orders": 1}]));
+    let table = medallion(&env, &["sql", "SELECT COUNT(*) AS n FROM orders"]).ok().stdout;
+    assert!(table.contains("| n |") && table.contains("| 1 |"), "{table}");
+    let bad = medallion(&env, &["sql", "SELECT * FROM nowhere"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("nowhere"), "{}", bad.stderr);
+}
