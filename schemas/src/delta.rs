@@ -235,14 +235,19 @@ impl Lakehouse {
                 tracing::debug!(table = %url, "created Delta table");
                 Ok(table)
             }
-            // Most likely another process created it first: use that one if it fits.
-            Err(e) => match self.open(name).await? {
-                Some(table) => {
-                    self.check_layout(&table, &schema, partitions)?;
-                    Ok(table)
+            // Most likely another process created it first: use that one if it fits. Its
+            // commit may take a moment to show in a listing (seen with SeaweedFS under load),
+            // so look a few times before giving up.
+            Err(e) => {
+                for attempt in 0..5u64 {
+                    if let Some(table) = self.open(name).await? {
+                        self.check_layout(&table, &schema, partitions)?;
+                        return Ok(table);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * (attempt + 1))).await;
                 }
-                None => Err(fail(&e)),
-            },
+                Err(fail(&e))
+            }
         }
     }
 
