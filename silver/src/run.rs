@@ -481,10 +481,7 @@ fn day_column(df: &DataFrame, name: &str) -> Result<Vec<i32>, SilverError> {
 async fn order_days_touched(lh: &Lakehouse, kept: &DataFrame) -> Result<Vec<i32>, SilverError> {
     let mut out = day_column(&kept.clone().lazy().select([col("order_date").cast(DataType::Date).alias("d")]).collect()?, "d")?;
     let keys = kept.select([PARTNER, "order_id"])?;
-    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
-        arrow::datatypes::Field::new(PARTNER, arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("order_id", arrow::datatypes::DataType::Utf8, false),
-    ]));
+    let schema = order_key_schema();
     if let Some(ctx) = session(lh, &["orders"], vec![("run", keys, schema)]).await? {
         let old = query(&ctx, "SELECT CAST(o.order_date AS DATE) AS d FROM orders o JOIN run r ON o.partner_id = r.partner_id AND o.order_id = r.order_id").await?;
         out.extend(day_column(&old, "d")?);
@@ -496,10 +493,7 @@ async fn order_days_touched(lh: &Lakehouse, kept: &DataFrame) -> Result<Vec<i32>
 /// or arriving in it; the latter are covered by `order_days_touched`).
 async fn item_days_touched(lh: &Lakehouse, kept: &DataFrame) -> Result<Vec<i32>, SilverError> {
     let keys = kept.clone().lazy().select([col(PARTNER), col("order_id")]).unique(None, UniqueKeepStrategy::First).collect()?;
-    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
-        arrow::datatypes::Field::new(PARTNER, arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("order_id", arrow::datatypes::DataType::Utf8, false),
-    ]));
+    let schema = order_key_schema();
     match session(lh, &["orders"], vec![("run", keys, schema)]).await? {
         Some(ctx) => {
             let d = query(&ctx, "SELECT CAST(o.order_date AS DATE) AS d FROM orders o JOIN run r ON o.partner_id = r.partner_id AND o.order_id = r.order_id").await?;
@@ -588,6 +582,12 @@ async fn post_run_checks(
         mismatch = m.column("n")?.cast(&DataType::Int64)?.i64()?.get(0).unwrap_or(0) as u64;
     }
     Ok((orphans, mismatch))
+}
+
+/// (partner_id, order_id): the key of an order.
+fn order_key_schema() -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType as A, Field as F};
+    Arc::new(arrow::datatypes::Schema::new(vec![F::new(PARTNER, A::Utf8, false), F::new("order_id", A::Utf8, false)]))
 }
 
 fn orphan_key_schema() -> arrow::datatypes::SchemaRef {
