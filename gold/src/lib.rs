@@ -114,8 +114,8 @@ pub async fn sql_session(lake: &Location) -> Result<SessionContext, GoldError> {
         let provider = ctx.table_provider(name).await?;
         ctx.register_table(format!("silver.{name}").as_str(), provider)?;
     }
+    let lh = Lakehouse::new(lake)?;
     for extra in [silver::PRODUCTS_HISTORY, silver::QUARANTINE, silver::ORPHAN_ITEMS] {
-        let lh = Lakehouse::new(lake)?;
         if let Some(table) = lh.open(extra).await? {
             if Lakehouse::version(&table).is_some() {
                 table.update_datafusion_session(&ctx.state())?;

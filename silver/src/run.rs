@@ -157,10 +157,10 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: &str, feeds: &[FeedRec
     let mut run_orders: Option<DataFrame> = None;
     let mut run_items: Option<DataFrame> = None;
 
+    let has_products_feed: BTreeSet<String> =
+        feeds.iter().filter(|f| f.dataset == Dataset::Products && f.status == FeedStatus::Landed).map(|f| f.partner.clone()).collect();
     for dataset in Dataset::ALL {
         let ds_feeds: Vec<&FeedRecord> = feeds.iter().filter(|f| f.dataset == dataset && f.status == FeedStatus::Landed).collect();
-        let has_products_feed: BTreeSet<String> =
-            feeds.iter().filter(|f| f.dataset == Dataset::Products && f.status == FeedStatus::Landed).map(|f| f.partner.clone()).collect();
         if ds_feeds.is_empty() {
             continue;
         }
@@ -307,22 +307,8 @@ async fn recover_crashed_runs(lake: &Location, lh: &Lakehouse) -> Result<Vec<Str
         if rec.status != "running" {
             continue;
         }
-        for t in all_tables() {
-            let Some(table) = lh.open(t).await? else { continue };
-            let now = Lakehouse::version(&table);
-            match (rec.versions_before.get(t), now) {
-                (Some(&before), Some(now)) if now > before => {
-                    lh.restore(table, before).await?;
-                    restored.push(format!("{t}: version {now} -> {before} (run {date} was interrupted)"));
-                }
-                (None, Some(_)) => {
-                    // The table was created by the crashed run: empty it back.
-                    lh.restore(table, 0).await?;
-                    restored.push(format!("{t}: emptied (created by interrupted run {date})"));
-                }
-                _ => {}
-            }
-        }
+        let undone = rollback(lh, &rec.versions_before).await?;
+        restored.extend(undone.into_iter().map(|u| format!("{u} (run {date} was interrupted)")));
         let mut rec = rec;
         rec.status = "abandoned".into();
         save_record(lake, &rec).await?;
