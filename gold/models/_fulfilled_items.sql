@@ -12,6 +12,7 @@ SELECT
     CAST(o.order_date AS DATE)                                              AS order_date,
     o.currency,
     o.campaign_id,
+    i.sku,
     i.quantity,
     CAST(i.quantity AS DECIMAL(38, 4)) * i.unit_price * (1 - i.discount)    AS line_amount,
     (i.returned OR o.status = 'returned')                                   AS is_returned,

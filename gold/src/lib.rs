@@ -5,7 +5,14 @@
 //! Money is exact decimal until the very end, where `money()` / `money_div()` round it half
 //! away from zero to NUMERIC(18,2); ratios are doubles computed from exact sums.
 
+pub mod checks;
+pub mod lake;
+pub mod publish;
 pub mod udf;
+pub mod warehouse;
+
+pub use publish::{run_gold, GoldOptions, GoldReport};
+pub use warehouse::{Warehouse, WarehouseError};
 
 use std::sync::Arc;
 
@@ -51,6 +58,23 @@ pub enum GoldError {
     DataFusion(#[from] deltalake::datafusion::error::DataFusionError),
     #[error("delta: {0}")]
     DeltaTable(#[from] deltalake::DeltaTableError),
+    #[error(transparent)]
+    Warehouse(#[from] warehouse::WarehouseError),
+    #[error("{path}: {source}")]
+    Store { path: String, source: schemas::StoreError },
+    #[error("nothing to do: {0}")]
+    NothingToDo(String),
+    #[error("{0}")]
+    Input(String),
+    /// Gold does not agree with silver: nothing was published.
+    #[error("reconciliation failed, nothing was published:\n{}", .0.join("\n"))]
+    Reconciliation(Vec<String>),
+}
+
+impl GoldError {
+    pub(crate) fn store(lake: &Location, path: &object_store::path::Path, e: object_store::Error) -> Self {
+        GoldError::Store { path: lake.describe(path), source: lake.classify(&e) }
+    }
 }
 
 /// The silver tables the models read, with the schema to use when a table does not exist yet
@@ -88,14 +112,144 @@ pub async fn session(lake: &Location) -> Result<SessionContext, GoldError> {
     Ok(ctx)
 }
 
+/// Which business dates of the dated tables to compute (undated tables are always whole).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dates {
+    All,
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl Dates {
+    pub fn contains(&self, d: &str) -> bool {
+        match self {
+            Dates::All => true,
+            Dates::Only(s) => s.contains(d),
+        }
+    }
+
+    /// A SQL predicate on `column` (a DATE), or `None` for every date.
+    fn predicate(&self, column: &str) -> Option<String> {
+        match self {
+            Dates::All => None,
+            Dates::Only(s) if s.is_empty() => Some("FALSE".into()),
+            Dates::Only(s) => {
+                let list: Vec<String> = s.iter().map(|d| format!("DATE '{d}'")).collect();
+                Some(format!("{column} IN ({})", list.join(", ")))
+            }
+        }
+    }
+}
+
+/// The dates to compute per date column of the contract's dated tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// `order_date` of daily_sales, category_kpis, order_kpis, partner_revenue.
+    pub order_dates: Dates,
+    /// `run_date` of product_changes.
+    pub run_dates: Dates,
+    /// `snapshot_date` of inventory_status.
+    pub snapshot_dates: Dates,
+}
+
+impl Scope {
+    pub const ALL: Scope = Scope { order_dates: Dates::All, run_dates: Dates::All, snapshot_dates: Dates::All };
+
+    pub fn dates_of(&self, date_column: &str) -> &Dates {
+        match date_column {
+            "run_date" => &self.run_dates,
+            "snapshot_date" => &self.snapshot_dates,
+            _ => &self.order_dates,
+        }
+    }
+}
+
+/// One computed gold table, conformed to the contract (`schemas::gold`): exactly its columns,
+/// in its order, with its types.
+#[derive(Debug, Clone)]
+pub struct GoldOutput {
+    pub table: &'static schemas::gold::GoldTable,
+    /// The business dates this output replaces (`All` for undated tables).
+    pub dates: Dates,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl GoldOutput {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// The Arrow type gold uses for a contract type.
+pub fn arrow_type(ty: schemas::gold::GoldType) -> arrow::datatypes::DataType {
+    use arrow::datatypes::DataType;
+    use schemas::gold::GoldType;
+    match ty {
+        GoldType::Date => DataType::Date32,
+        GoldType::Text => DataType::Utf8,
+        GoldType::Int => DataType::Int64,
+        GoldType::Money => udf::MONEY,
+        GoldType::Ratio => DataType::Float64,
+        GoldType::Bool => DataType::Boolean,
+    }
+}
+
+/// The contract's Arrow schema of a gold table.
+pub fn gold_schema(t: &schemas::gold::GoldTable) -> arrow::datatypes::SchemaRef {
+    Arc::new(arrow::datatypes::Schema::new(
+        t.columns.iter().map(|c| arrow::datatypes::Field::new(c.name, arrow_type(c.ty), c.nullable)).collect::<Vec<_>>(),
+    ))
+}
+
+/// Checks a model's result against the contract and casts it to the contract's types: the
+/// column names and order must match exactly, and a non-nullable column must hold no NULL.
+fn conform(t: &'static schemas::gold::GoldTable, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, GoldError> {
+    let schema = gold_schema(t);
+    let err = |message: String| GoldError::Model { model: t.name.into(), message };
+    let mut out = Vec::with_capacity(batches.len());
+    for b in batches {
+        let got: Vec<&str> = b.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
+        let want: Vec<&str> = t.columns.iter().map(|c| c.name).collect();
+        if got != want {
+            return Err(err(format!("returns columns {got:?}, the contract says {want:?}")));
+        }
+        if b.num_rows() == 0 {
+            continue;
+        }
+        let mut cols = Vec::with_capacity(b.num_columns());
+        for (c, field) in b.columns().iter().zip(schema.fields()) {
+            let cast = arrow::compute::cast(c, field.data_type()).map_err(|e| err(format!("column {}: {e}", field.name())))?;
+            if !field.is_nullable() && cast.null_count() > 0 {
+                return Err(err(format!("column {} holds {} NULL values; the contract says it never does", field.name(), cast.null_count())));
+            }
+            cols.push(cast);
+        }
+        out.push(RecordBatch::try_new(schema.clone(), cols).map_err(|e| err(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+/// Runs one model on `ctx`, restricted to `dates` when the table is dated.
+pub async fn run_model(ctx: &SessionContext, m: &Model, scope: &Scope) -> Result<GoldOutput, GoldError> {
+    let table = schemas::gold::table(m.name).ok_or_else(|| GoldError::Model { model: m.name.into(), message: "not a contract table".into() })?;
+    let dates = match table.date_column {
+        Some(c) => scope.dates_of(c).clone(),
+        None => Dates::All,
+    };
+    // Rows in grain order: the lake's files and the warehouse loads are then deterministic.
+    let filter = table.date_column.and_then(|c| dates.predicate(c)).map(|p| format!(" WHERE {p}")).unwrap_or_default();
+    let sql = format!("SELECT * FROM ({}) AS model{filter} ORDER BY {}", m.sql, table.grain.join(", "));
+    let map = |e: deltalake::datafusion::error::DataFusionError| GoldError::Model { model: m.name.into(), message: e.to_string() };
+    let batches = ctx.sql(&sql).await.map_err(map)?.collect().await.map_err(map)?;
+    Ok(GoldOutput { table, dates, batches: conform(table, batches)? })
+}
+
 /// Computes every gold table from the current silver state.
 pub async fn compute(lake: &Location) -> Result<Vec<(&'static str, Vec<RecordBatch>)>, GoldError> {
     let ctx = session(lake).await?;
     let mut out = Vec::with_capacity(MODELS.len());
     for m in MODELS {
-        let df = ctx.sql(m.sql).await.map_err(|e| GoldError::Model { model: m.name.into(), message: e.to_string() })?;
-        let batches = df.collect().await.map_err(|e| GoldError::Model { model: m.name.into(), message: e.to_string() })?;
-        out.push((m.name, batches));
+        let o = run_model(&ctx, &m, &Scope::ALL).await?;
+        out.push((m.name, o.batches));
     }
     Ok(out)
 }

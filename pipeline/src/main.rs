@@ -40,6 +40,10 @@ struct Cli {
     /// Print a machine-readable JSON summary on stdout instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// The warehouse gold is published to: postgres://user@host:port/db, or sqlite://file.db
+    /// (default: sqlite://<lake>/warehouse.db for a local lake, ./warehouse.db for S3).
+    #[arg(long, env = "MEDALLION_WAREHOUSE", global = true)]
+    warehouse: Option<String>,
     /// Only print errors and the final summary.
     #[arg(long, short, global = true)]
     quiet: bool,
@@ -110,6 +114,40 @@ feed (a run that does not balance fails and is undone). Exit code 4 when nothing
         #[arg(long)]
         date: String,
     },
+    /// Recompute the gold tables a silver run changed and publish them to the lake and, in one
+    /// transaction, to the warehouse.
+    #[command(after_help = "Examples:
+  medallion gold --date 2026-11-20                                   into the SQLite default, lake/warehouse.db
+  medallion gold --date 2026-11-20 --warehouse postgres://medallion@db:5432/analytics
+  DATABASE_URL=postgres://… medallion gold --date 2026-11-20 --json
+  medallion gold --date 2026-11-20 --full                            rebuild every date
+
+Republishes every business date the pending silver runs changed (late orders, status changes,
+renamed or recategorised products included) and the undated tables. Gold is reconciled with
+silver first; a mismatch fails the run and publishes nothing. Exit code 4 when silver has not
+run for the date and the warehouse is up to date.")]
+    Gold {
+        /// Run date (YYYY-MM-DD).
+        #[arg(long)]
+        date: String,
+        /// Recompute and republish every date, not only those the pending silver runs changed.
+        #[arg(long)]
+        full: bool,
+        /// PostgreSQL COPY format (binary is faster; text for troubleshooting).
+        #[arg(long, value_enum, default_value_t = CopyFormatArg::Binary)]
+        copy_format: CopyFormatArg,
+    },
+    /// Manage the warehouse: apply migrations, create the read-only role for BI tools.
+    #[command(after_help = "Examples:
+  medallion warehouse migrate --warehouse postgres://admin@db:5432/analytics
+  BI_PASSWORD=… medallion warehouse grant-readonly --role bi_reader --password-env BI_PASSWORD
+
+The read-only role may log in and SELECT from schema gold (tables created later included),
+nothing else. Point Tableau or any BI tool at PostgreSQL with it.")]
+    Warehouse {
+        #[command(subcommand)]
+        action: WarehouseAction,
+    },
     /// Keep the silver Delta tables healthy: compact small files, vacuum unreferenced files
     /// older than the retention, write a checkpoint, clean up expired log files.
     #[command(after_help = "Examples:
@@ -172,6 +210,28 @@ campaign_performance}; bronze.<dataset>. Unqualified names are silver tables.")]
         #[arg(long)]
         date: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum WarehouseAction {
+    /// Create or upgrade the warehouse schemas (gold, medallion) to this version.
+    Migrate,
+    /// Create (or update) a login role that can only read schema gold.
+    GrantReadonly {
+        /// The role name (lower-case letters, digits and _).
+        #[arg(long, default_value = "medallion_bi")]
+        role: String,
+        /// Name of an environment variable holding the role's password (never a flag: flags
+        /// show up in process lists and shell history).
+        #[arg(long)]
+        password_env: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CopyFormatArg {
+    Binary,
+    Text,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -238,7 +298,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::new(if cli.quiet {
                 "warn,deltalake_core=error"
             } else {
-                "warn,deltalake_core=error,medallion=info,bronze=info,silver=info,schemas=info"
+                "warn,deltalake_core=error,medallion=info,bronze=info,silver=info,gold=info,schemas=info"
             })
         });
     tracing_subscriber::fmt()
@@ -400,6 +460,58 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(exit::OK)
         }
+        Command::Gold { date, full, copy_format } => {
+            check_date(&date)?;
+            let lake = open("lake", &cli.lake, true).await?;
+            let mut wh = connect_warehouse(cli.warehouse.as_deref(), &lake).await?;
+            wh.copy_format = match copy_format {
+                CopyFormatArg::Binary => gold::warehouse::CopyFormat::Binary,
+                CopyFormatArg::Text => gold::warehouse::CopyFormat::Text,
+            };
+            let result = gold::run_gold(&lake, &mut wh, &date, &gold::GoldOptions { full }).await;
+            wh.close().await;
+            let report = match result {
+                Ok(r) => r,
+                Err(gold::GoldError::NothingToDo(m)) => {
+                    eprintln!("medallion: nothing to do: {m}");
+                    return Ok(exit::NOTHING_TO_DO);
+                }
+                Err(e) => return Err(Failure::from(e)),
+            };
+            if cli.json {
+                print_json(&report);
+            } else {
+                print_gold(&report);
+            }
+            Ok(exit::OK)
+        }
+        Command::Warehouse { action } => {
+            let lake = open("lake", &cli.lake, true).await?;
+            let mut wh = connect_warehouse(cli.warehouse.as_deref(), &lake).await?;
+            match action {
+                WarehouseAction::Migrate => {
+                    let applied = wh.migrate().await.map_err(Failure::from)?;
+                    if applied.is_empty() {
+                        println!("warehouse {} is up to date", wh.display);
+                    } else {
+                        for a in &applied {
+                            println!("applied migration {a}");
+                        }
+                    }
+                }
+                WarehouseAction::GrantReadonly { role, password_env } => {
+                    let password = match &password_env {
+                        Some(var) => Some(std::env::var(var).map_err(|_| Failure::usage(format!("--password-env {var}: the variable is not set")))?),
+                        None => None,
+                    };
+                    wh.migrate().await.map_err(Failure::from)?;
+                    wh.grant_readonly(&role, password.as_deref()).await.map_err(Failure::from)?;
+                    println!("role {role} can log in and read schema gold (SELECT only) in {}", wh.display);
+                }
+            }
+            wh.close().await;
+            Ok(exit::OK)
+        }
         Command::Maintain { retention_hours, force } => {
             let lake = open("lake", &cli.lake, true).await?;
             let done = silver::maintain_all(&lake, retention_hours, force).await?;
@@ -487,6 +599,79 @@ impl From<silver::SilverError> for Failure {
             other => Failure { code: exit::FAILED, message: other.to_string() },
         }
     }
+}
+
+/// The warehouse URL: the flag or MEDALLION_WAREHOUSE, else DATABASE_URL, else the embedded
+/// SQLite file inside a local lake (./warehouse.db next to an S3 lake).
+pub fn warehouse_url(flag: Option<&str>, lake: &Location) -> String {
+    if let Some(u) = flag.filter(|u| !u.is_empty()) {
+        return u.to_string();
+    }
+    if let Ok(u) = std::env::var("DATABASE_URL") {
+        if !u.is_empty() {
+            return u;
+        }
+    }
+    match &lake.local_root {
+        Some(root) => format!("sqlite://{}", root.join("warehouse.db").display()),
+        None => "sqlite://warehouse.db".to_string(),
+    }
+}
+
+async fn connect_warehouse(flag: Option<&str>, lake: &Location) -> Result<gold::Warehouse, Failure> {
+    let url = warehouse_url(flag, lake);
+    gold::Warehouse::connect(&url).await.map_err(Failure::from)
+}
+
+impl From<gold::WarehouseError> for Failure {
+    fn from(e: gold::WarehouseError) -> Self {
+        let code = match &e {
+            gold::WarehouseError::Unreachable { .. } => exit::UNAVAILABLE,
+            gold::WarehouseError::Config { .. } => exit::USAGE,
+            _ => exit::FAILED,
+        };
+        Failure { code, message: e.to_string() }
+    }
+}
+
+impl From<gold::GoldError> for Failure {
+    fn from(e: gold::GoldError) -> Self {
+        match e {
+            gold::GoldError::Warehouse(w) => Failure::from(w),
+            gold::GoldError::Store { path, source } => {
+                let f = Failure::from(source);
+                Failure { code: f.code, message: format!("{path}: {}", f.message) }
+            }
+            gold::GoldError::NothingToDo(m) => Failure { code: exit::NOTHING_TO_DO, message: m },
+            other => Failure { code: exit::FAILED, message: other.to_string() },
+        }
+    }
+}
+
+fn print_gold(r: &gold::GoldReport) {
+    for m in &r.migrations {
+        println!("applied migration {m}");
+    }
+    for c in &r.checks {
+        println!("check {:<34} {}", c.name, if c.passed() { "ok" } else { "FAILED" });
+    }
+    println!("{:<22} {:>9} {:>9}  {}", "table", "rows", "replaced", "dates");
+    for t in &r.tables {
+        let dates = if t.dates.len() > 4 { format!("{} .. {} ({} dates)", t.dates[0], t.dates[t.dates.len() - 1], t.dates.len()) } else { t.dates.join(", ") };
+        println!("{:<22} {:>9} {:>9}  {dates}", t.table, t.rows, t.rows_deleted);
+    }
+    println!(
+        "gold {}: published {} silver run(s) ({}){} to {} in {:.1}s (compute {:.1}s); {} lake files written, {} removed",
+        r.date,
+        r.silver_runs.len(),
+        r.silver_runs.join(", "),
+        if r.full { ", full rebuild" } else { "" },
+        r.warehouse,
+        r.compute_seconds + r.publish_seconds,
+        r.compute_seconds,
+        r.lake_files_written,
+        r.lake_files_removed
+    );
 }
 
 fn print_silver(r: &silver::SilverReport, seconds: f64) {

@@ -2,10 +2,14 @@
 //! lake paths, and the storage layer every stage uses to reach the lake.
 
 pub mod contract;
+/// Fault injection points for the fault-tolerance tests (`MEDALLION_FAULT`).
+pub mod fault;
 /// Delta Lake tables of the lake (silver and gold read and write them); behind the `delta`
 /// feature so that bronze does not build delta-rs.
 #[cfg(feature = "delta")]
 pub mod delta;
+/// The gold tables (CONTRACT.md §3): grains, columns, types and definitions.
+pub mod gold;
 pub mod paths;
 pub mod registry;
 /// The silver tables' names and schemas.

@@ -7,6 +7,8 @@
 //! bronze/_registry/keys/{d}/{p}/{dataset}/{sha256}.json                   content-hash index
 //! silver/{table}/                                                         Delta tables
 //! silver/_runs/{d}.json                                                   silver run records
+//! gold/{table}/{date column}={d}/part-0.parquet                          gold, dated tables
+//! gold/{table}/part-0.parquet                                             gold, undated tables
 //! ```
 //! Partner ids and file names are validated before they reach these functions
 //! (`contract::validate_partner_id`, `contract::validate_file_name`); `Path` additionally
@@ -20,6 +22,8 @@ pub const RAW: &str = "raw";
 pub const BRONZE: &str = "bronze";
 /// Silver Delta tables live under `silver/<table>`; run records under `silver/_runs/`.
 pub const SILVER: &str = "silver";
+/// Gold Parquet, one file per table and business date (or one per undated table).
+pub const GOLD: &str = "gold";
 pub const REGISTRY_FEEDS: &str = "bronze/_registry/feeds";
 pub const REGISTRY_KEYS: &str = "bronze/_registry/keys";
 
@@ -45,6 +49,30 @@ pub fn bronze_partition(dataset: Dataset, partner: &str, date: &str) -> Path {
 /// `bronze/{dataset}/partner={p}/ingest_date={d}/{feed_id}.parquet`.
 pub fn bronze_feed(dataset: Dataset, partner: &str, date: &str, feed_id: &str) -> Path {
     bronze_partition(dataset, partner, date).join(format!("{feed_id}.parquet").as_str())
+}
+
+/// `silver/_runs/{d}.json`: the record of silver's run for date `d`.
+pub fn silver_run(date: &str) -> Path {
+    join(SILVER, ["_runs", &format!("{date}.json")])
+}
+
+/// `silver/_runs/`.
+pub fn silver_runs() -> Path {
+    join(SILVER, ["_runs"])
+}
+
+/// `gold/{table}/{date_column}={d}/part-0.parquet`, or `gold/{table}/part-0.parquet` for an
+/// undated table.
+pub fn gold_file(table: &str, date: Option<(&str, &str)>) -> Path {
+    match date {
+        Some((column, d)) => join(GOLD, [table, &format!("{column}={d}"), "part-0.parquet"]),
+        None => join(GOLD, [table, "part-0.parquet"]),
+    }
+}
+
+/// `gold/{table}/`.
+pub fn gold_table(table: &str) -> Path {
+    join(GOLD, [table])
 }
 
 pub fn registry_feeds() -> Path {

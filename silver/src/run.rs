@@ -82,7 +82,7 @@ pub struct SilverReport {
 }
 
 fn run_record_path(date: &str) -> Path {
-    Path::from(format!("{}/_runs/{date}.json", schemas::paths::SILVER))
+    schemas::paths::silver_run(date)
 }
 
 fn all_tables() -> Vec<&'static str> {
@@ -298,7 +298,7 @@ pub async fn read_record(lake: &Location, date: &str) -> Result<Option<SilverRep
 /// version recorded before that run's first write. Returns what was restored.
 async fn recover_crashed_runs(lake: &Location, lh: &Lakehouse) -> Result<Vec<String>, SilverError> {
     use futures::TryStreamExt;
-    let prefix = Path::from(format!("{}/_runs", schemas::paths::SILVER));
+    let prefix = schemas::paths::silver_runs();
     let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| SilverError::store(lake, &prefix, e))?;
     let mut restored = Vec::new();
     for m in metas {

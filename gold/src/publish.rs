@@ -1,0 +1,231 @@
+//! `medallion gold --date D`: works out which business dates the silver runs not yet in the
+//! warehouse changed, recomputes exactly those (and the undated tables), reconciles them with
+//! silver, writes them to the lake and publishes them in one warehouse transaction.
+//!
+//! Which dates: the warehouse records the silver runs (date and a stamp of the table versions
+//! they produced) whose changes its gold carries. Every completed silver run missing there, or
+//! re-run since, is pending; the dates to republish are their business dates (late orders and
+//! status changes included, recorded by silver), their run dates (product_changes,
+//! inventory_status) and every date holding an item or a snapshot of a product they inserted,
+//! renamed or recategorised. A warehouse without any publish gets everything.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use schemas::{paths, Location};
+use serde::{Deserialize, Serialize};
+
+use crate::checks::CheckResult;
+use crate::warehouse::{LoadedTable, PublishedRun};
+use crate::{Dates, GoldError, Scope, Warehouse, MODELS};
+
+#[derive(Debug, Clone, Default)]
+pub struct GoldOptions {
+    /// Recompute and republish every date (a full rebuild of gold).
+    pub full: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GoldReport {
+    pub date: String,
+    pub warehouse: String,
+    pub full: bool,
+    /// Warehouse migrations applied by this run.
+    pub migrations: Vec<String>,
+    /// The silver runs this publish carries.
+    pub silver_runs: Vec<String>,
+    pub order_dates: Vec<String>,
+    pub run_dates: Vec<String>,
+    pub snapshot_dates: Vec<String>,
+    pub checks: Vec<CheckResult>,
+    pub tables: Vec<LoadedTable>,
+    pub lake_files_written: usize,
+    pub lake_files_removed: usize,
+    pub compute_seconds: f64,
+    pub publish_seconds: f64,
+}
+
+/// The part of silver's run record (`silver/_runs/D.json`) gold reads.
+#[derive(Debug, Clone, Deserialize)]
+struct SilverRun {
+    date: String,
+    status: String,
+    #[serde(default)]
+    business_dates: Vec<String>,
+    #[serde(default)]
+    renamed_or_recategorised: Vec<(String, String)>,
+    #[serde(default)]
+    versions_after: BTreeMap<String, i64>,
+}
+
+impl SilverRun {
+    fn stamp(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_string(&self.versions_after).expect("serialisable");
+        sha2::Sha256::digest(json.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+async fn silver_runs(lake: &Location) -> Result<Vec<SilverRun>, GoldError> {
+    let prefix = paths::silver_runs();
+    let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| GoldError::store(lake, &prefix, e))?;
+    let mut runs = Vec::new();
+    for m in metas {
+        if !m.location.as_ref().ends_with(".json") {
+            continue;
+        }
+        let bytes = lake.store.get(&m.location).await.map_err(|e| GoldError::store(lake, &m.location, e))?.bytes().await.map_err(|e| GoldError::store(lake, &m.location, e))?;
+        let run: SilverRun = serde_json::from_slice(&bytes).map_err(|e| GoldError::Input(format!("{}: not a silver run record: {e}", lake.describe(&m.location))))?;
+        runs.push(run);
+    }
+    runs.sort_by(|a, b| a.date.cmp(&b.date));
+    Ok(runs)
+}
+
+fn string_set(batches: &[RecordBatch]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for b in batches {
+        let a = arrow::compute::cast(b.column(0), &DataType::Utf8).expect("dates cast to strings");
+        let a = a.as_string::<i32>();
+        out.extend((0..a.len()).filter(|i| a.is_valid(*i)).map(|i| a.value(i).to_string()));
+    }
+    out
+}
+
+async fn query_set(ctx: &SessionContext, sql: &str) -> Result<BTreeSet<String>, GoldError> {
+    let map = |e: deltalake::datafusion::error::DataFusionError| GoldError::Model { model: "dates to republish".into(), message: e.to_string() };
+    Ok(string_set(&ctx.sql(sql).await.map_err(map)?.collect().await.map_err(map)?))
+}
+
+/// The dates whose figures the products inserted, renamed or recategorised by `runs` change:
+/// the order dates of their items and the snapshot dates of their inventory.
+async fn dates_of_changed_products(ctx: &SessionContext, runs: &[&SilverRun]) -> Result<(BTreeSet<String>, BTreeSet<String>), GoldError> {
+    let mut changed: BTreeSet<(String, String)> = runs.iter().flat_map(|r| r.renamed_or_recategorised.iter().cloned()).collect();
+    let run_dates: Vec<String> = runs.iter().map(|r| format!("DATE '{}'", r.date)).collect();
+    if !run_dates.is_empty() {
+        let sql = format!(
+            "SELECT partner_id, sku FROM product_changes WHERE change = 'inserted' AND sku IS NOT NULL AND _run_date IN ({})",
+            run_dates.join(", ")
+        );
+        let map = |e: deltalake::datafusion::error::DataFusionError| GoldError::Model { model: "inserted products".into(), message: e.to_string() };
+        for b in ctx.sql(&sql).await.map_err(map)?.collect().await.map_err(map)? {
+            let p = arrow::compute::cast(b.column(0), &DataType::Utf8).map_err(|e| GoldError::Input(e.to_string()))?;
+            let s = arrow::compute::cast(b.column(1), &DataType::Utf8).map_err(|e| GoldError::Input(e.to_string()))?;
+            let (p, s) = (p.as_string::<i32>(), s.as_string::<i32>());
+            changed.extend((0..b.num_rows()).map(|i| (p.value(i).to_string(), s.value(i).to_string())));
+        }
+    }
+    if changed.is_empty() {
+        return Ok((BTreeSet::new(), BTreeSet::new()));
+    }
+    let schema = Arc::new(Schema::new(vec![Field::new("partner_id", DataType::Utf8, false), Field::new("sku", DataType::Utf8, false)]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(changed.iter().map(|(p, _)| p.as_str()))),
+            Arc::new(StringArray::from_iter_values(changed.iter().map(|(_, s)| s.as_str()))),
+        ],
+    )
+    .map_err(|e| GoldError::Input(e.to_string()))?;
+    let _ = ctx.deregister_table("_changed_products");
+    ctx.register_table("_changed_products", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
+    let orders = query_set(
+        ctx,
+        "SELECT DISTINCT f.order_date FROM _fulfilled_items f JOIN _changed_products c ON f.partner_id = c.partner_id AND f.sku = c.sku",
+    )
+    .await?;
+    let snapshots =
+        query_set(ctx, "SELECT DISTINCT i.snapshot_date FROM inventory i JOIN _changed_products c ON i.partner_id = c.partner_id AND i.sku = c.sku").await?;
+    Ok((orders, snapshots))
+}
+
+fn list(d: &Dates) -> Vec<String> {
+    match d {
+        Dates::All => vec!["all".into()],
+        Dates::Only(s) => s.iter().cloned().collect(),
+    }
+}
+
+/// Runs gold for `date` (see the module documentation).
+pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: &str, opts: &GoldOptions) -> Result<GoldReport, GoldError> {
+    let migrations = wh.migrate().await?;
+    let runs = silver_runs(lake).await?;
+    let this = runs.iter().find(|r| r.date == date);
+    match this {
+        Some(r) if r.status != "completed" => {
+            return Err(GoldError::Input(format!("silver's run for {date} did not complete (status {}); run silver for {date} again first", r.status)));
+        }
+        _ => {}
+    }
+    let published = wh.published_runs().await?;
+    let full = opts.full || published.is_empty();
+    let completed: Vec<&SilverRun> = runs.iter().filter(|r| r.status == "completed").collect();
+    // The run asked for is always republished (re-running a date repairs it); other runs only
+    // when the warehouse does not carry them yet.
+    let pending: Vec<&SilverRun> = if full {
+        completed.clone()
+    } else {
+        completed.iter().copied().filter(|r| r.date == date || published.get(&r.date) != Some(&r.stamp())).collect()
+    };
+    if this.is_none() && pending.is_empty() {
+        return Err(GoldError::NothingToDo(format!("silver has not run for {date} and the warehouse carries every silver run")));
+    }
+
+    let started = std::time::Instant::now();
+    let ctx = crate::session(lake).await?;
+    let scope = if full {
+        Scope::ALL
+    } else {
+        let (item_dates, snapshot_dates) = dates_of_changed_products(&ctx, &pending).await?;
+        let mut order_dates: BTreeSet<String> = pending.iter().flat_map(|r| r.business_dates.iter().cloned()).collect();
+        order_dates.extend(item_dates);
+        let run_dates: BTreeSet<String> = pending.iter().map(|r| r.date.clone()).collect();
+        let mut snapshots = run_dates.clone();
+        snapshots.extend(snapshot_dates);
+        Scope { order_dates: Dates::Only(order_dates), run_dates: Dates::Only(run_dates), snapshot_dates: Dates::Only(snapshots) }
+    };
+    let mut outputs = Vec::with_capacity(MODELS.len());
+    for m in MODELS {
+        outputs.push(crate::run_model(&ctx, &m, &scope).await?);
+    }
+    let checks = crate::checks::run(&ctx, &outputs, &scope).await?;
+    let compute_seconds = started.elapsed().as_secs_f64();
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| {
+            let shown: Vec<&str> = c.failures.iter().take(5).map(String::as_str).collect();
+            format!("  {} ({}): {} rows, e.g. {}", c.name, c.description, c.failures.len(), shown.join("; "))
+        })
+        .collect();
+    if !failed.is_empty() {
+        return Err(GoldError::Reconciliation(failed));
+    }
+
+    let started = std::time::Instant::now();
+    let (lake_files_written, lake_files_removed) = crate::lake::write(lake, &outputs).await?;
+    let carried: Vec<PublishedRun> = pending.iter().map(|r| PublishedRun { silver_run_date: r.date.clone(), silver_stamp: r.stamp() }).collect();
+    let tables = wh.publish(&outputs, &carried).await?;
+    Ok(GoldReport {
+        date: date.into(),
+        warehouse: wh.display.clone(),
+        full,
+        migrations,
+        silver_runs: pending.iter().map(|r| r.date.clone()).collect(),
+        order_dates: list(&scope.order_dates),
+        run_dates: list(&scope.run_dates),
+        snapshot_dates: list(&scope.snapshot_dates),
+        checks,
+        tables,
+        lake_files_written,
+        lake_files_removed,
+        compute_seconds,
+        publish_seconds: started.elapsed().as_secs_f64(),
+    })
+}
