@@ -474,29 +474,30 @@ impl Warehouse {
 
     /// Runs a query and returns every row as strings (NULL as None), for status and tests.
     pub async fn query_strings(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, WarehouseError> {
-        let rows: Vec<Vec<Option<String>>> = match &mut self.conn {
-            Conn::Postgres(c) => {
-                let rows = sqlx::query(sql).fetch_all(c).await.map_err(|e| classify(&self.display, e))?;
-                rows.iter().map(|r| (0..r.len()).map(|i| r.try_get::<Option<String>, _>(i).ok().flatten()).collect()).collect()
-            }
-            Conn::Sqlite(c) => {
-                let rows = sqlx::query(sql).fetch_all(c).await.map_err(|e| classify(&self.display, e))?;
-                rows.iter()
-                    .map(|r| {
-                        (0..r.len())
-                            .map(|i| {
-                                r.try_get::<Option<String>, _>(i)
-                                    .ok()
-                                    .flatten()
-                                    .or_else(|| r.try_get::<Option<i64>, _>(i).ok().flatten().map(|v| v.to_string()))
-                                    .or_else(|| r.try_get::<Option<f64>, _>(i).ok().flatten().map(|v| v.to_string()))
-                            })
-                            .collect()
-                    })
-                    .collect()
-            }
-        };
-        Ok(rows)
+        fn cells<R: Row>(r: &R) -> Vec<Option<String>>
+        where
+            usize: sqlx::ColumnIndex<R>,
+            for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> f64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+            for<'a> bool: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+        {
+            (0..r.len())
+                .map(|i| {
+                    r.try_get::<Option<String>, _>(i)
+                        .or_else(|_| r.try_get::<Option<i64>, _>(i).map(|v| v.map(|v| v.to_string())))
+                        .or_else(|_| r.try_get::<Option<f64>, _>(i).map(|v| v.map(|v| v.to_string())))
+                        .or_else(|_| r.try_get::<Option<bool>, _>(i).map(|v| v.map(|v| v.to_string())))
+                        .ok()
+                        .flatten()
+                })
+                .collect()
+        }
+        let display = self.display.clone();
+        match &mut self.conn {
+            Conn::Postgres(c) => Ok(sqlx::query(sql).fetch_all(c).await.map_err(|e| classify(&display, e))?.iter().map(cells).collect()),
+            Conn::Sqlite(c) => Ok(sqlx::query(sql).fetch_all(c).await.map_err(|e| classify(&display, e))?.iter().map(cells).collect()),
+        }
     }
 
     /// Executes statements (no result), for the ledger.

@@ -176,3 +176,126 @@ pub fn column(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
 pub fn is_local_empty_or_missing(p: &Path) -> bool {
     !p.exists() || std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(true)
 }
+
+/// A fresh, empty PostgreSQL database on the test server, dropped when the value is dropped.
+/// Fails (never skips silently) when the server is not configured; see `s3_bucket`.
+pub struct PgDb {
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+pub fn postgres(name: &str) -> Option<PgDb> {
+    let base = match std::env::var("MEDALLION_TEST_DATABASE_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ if std::env::var("MEDALLION_SKIP_SERVICE_TESTS").as_deref() == Ok("1") => {
+            eprintln!("SKIPPED: PostgreSQL test (MEDALLION_SKIP_SERVICE_TESTS=1)");
+            return None;
+        }
+        _ => panic!(
+            "this test needs PostgreSQL: run it through scripts/test.sh (which starts PostgreSQL and sets \
+             MEDALLION_TEST_DATABASE_URL), or set MEDALLION_SKIP_SERVICE_TESTS=1 to skip it knowingly"
+        ),
+    };
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let db = format!("e2e_{name}_{}_{n}", std::process::id()).to_lowercase();
+    let (prefix, _) = base.rsplit_once('/').expect("database URL with a database name");
+    let admin = format!("{prefix}/postgres");
+    pg_exec(&admin, &[&format!("DROP DATABASE IF EXISTS {db}"), &format!("CREATE DATABASE {db}")]);
+    Some(PgDb { url: format!("{prefix}/{db}"), name: db, admin })
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            pg_exec(&self.admin, &[&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)]);
+        }
+    }
+}
+
+/// Runs statements on a PostgreSQL URL.
+pub fn pg_exec(url: &str, statements: &[&str]) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut wh = gold::Warehouse::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
+        for s in statements {
+            wh.execute(s).await.unwrap_or_else(|e| panic!("{s}: {e}"));
+        }
+        wh.close().await;
+    });
+}
+
+/// Rows of a query as strings.
+pub fn pg_query(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut wh = gold::Warehouse::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
+        let rows = wh.query_strings(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        wh.close().await;
+        rows
+    })
+}
+
+/// Every gold table of a warehouse, each row normalised by the contract's column types (money
+/// with two places, ratios to 12 significant digits, booleans as true/false), in grain order:
+/// PostgreSQL and SQLite give the same rows for the same gold.
+pub fn warehouse_gold(url: &str) -> std::collections::BTreeMap<&'static str, Vec<Vec<String>>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut wh = gold::Warehouse::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
+        let d = wh.dialect();
+        let mut out = std::collections::BTreeMap::new();
+        for t in schemas::gold::TABLES {
+            let cols: Vec<String> = t.columns.iter().map(|c| format!("CAST({} AS TEXT)", c.name)).collect();
+            let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), d.table("gold", t.name), t.grain.join(", "));
+            let rows = wh.query_strings(&sql).await.unwrap_or_else(|e| panic!("{e}"));
+            let mut rows: Vec<Vec<String>> = rows.into_iter().map(|r| normalise(&t, r)).collect();
+            rows.sort();
+            out.insert(t.name, rows);
+        }
+        wh.close().await;
+        out
+    })
+}
+
+/// The same normalisation for gold computed in memory from the lake.
+pub fn lake_gold(lake: &str) -> std::collections::BTreeMap<&'static str, Vec<Vec<String>>> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let lake = schemas::Location::open("lake", lake, true).unwrap();
+        let mut out = std::collections::BTreeMap::new();
+        for (name, batches) in gold::compute(&lake).await.unwrap() {
+            let t = schemas::gold::table(name).unwrap();
+            let mut rows = Vec::new();
+            for b in &batches {
+                let cols: Vec<Vec<Option<String>>> = t.columns.iter().map(|c| column(std::slice::from_ref(b), c.name)).collect();
+                for i in 0..b.num_rows() {
+                    rows.push(normalise(t, cols.iter().map(|c| c[i].clone()).collect()));
+                }
+            }
+            rows.sort();
+            out.insert(name, rows);
+        }
+        out
+    })
+}
+
+fn normalise(t: &schemas::gold::GoldTable, row: Vec<Option<String>>) -> Vec<String> {
+    use schemas::gold::GoldType;
+    t.columns
+        .iter()
+        .zip(row)
+        .map(|(c, v)| match v {
+            None => "NULL".to_string(),
+            Some(v) => match c.ty {
+                GoldType::Money => format!("{:.2}", v.parse::<f64>().unwrap_or_else(|_| panic!("{}.{}: {v}", t.name, c.name))),
+                GoldType::Ratio => format!("{:.12e}", v.parse::<f64>().unwrap()),
+                GoldType::Bool => match v.as_str() {
+                    "1" | "t" | "true" => "true".into(),
+                    _ => "false".into(),
+                },
+                _ => v,
+            },
+        })
+        .collect()
+}

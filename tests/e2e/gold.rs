@@ -165,6 +165,19 @@ fn every_gold_table_matches_hand_computed_figures() {
     let k3 = find(cp, &[("campaign_id", "K3")]);
     assert!(k3.get("roas").is_none_or(|v| v.is_null()));
     assert_eq!(k3["net_revenue"].as_str(), Some("0.00"));
+
+    // The same figures in both warehouses: the embedded SQLite default and PostgreSQL.
+    let expected = lake_gold(&env.lake);
+    medallion(&env, &["gold", "--date", D, "-q"]).ok();
+    let sqlite = format!("sqlite://{}/warehouse.db", env.lake);
+    assert_eq!(warehouse_gold(&sqlite), expected);
+    if let Some(pg) = postgres("hand") {
+        medallion(&env, &["gold", "--date", D, "-q", "--warehouse", &pg.url]).ok();
+        assert_eq!(warehouse_gold(&pg.url), expected);
+        medallion(&env, &["gold", "--date", D, "-q", "--warehouse", &pg.url, "--copy-format", "text"]).ok();
+        assert_eq!(warehouse_gold(&pg.url), expected, "text COPY loads the same values as binary COPY");
+    }
+    assert!(expected["order_kpis"].iter().any(|r| r[1] == "USD" && r[3] == "30.00"), "{:?}", expected["order_kpis"]);
 }
 
 both!(sql_over_bronze_silver_and_gold, sql_over_the_lake);
@@ -186,4 +199,243 @@ fn sql_over_the_lake(env: Env) {
     let bad = medallion(&env, &["sql", "SELECT * FROM nowhere"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("nowhere"), "{}", bad.stderr);
+}
+
+/// Runs bronze, silver and gold for a date into the given warehouses; returns gold's JSON
+/// report of the first warehouse.
+fn run_day(env: &Env, date: &str, warehouses: &[&str]) -> serde_json::Value {
+    medallion(env, &["bronze", "--date", date, "-q"]).ok();
+    medallion(env, &["silver", "--date", date, "-q"]).ok();
+    let mut first = None;
+    for w in warehouses {
+        let r = medallion(env, &["gold", "--date", date, "--json", "--warehouse", w]).ok().json();
+        first.get_or_insert(r);
+    }
+    first.unwrap()
+}
+
+fn lake_gold_files(env: &Env) -> Vec<(String, Vec<u8>)> {
+    list_lake(env, "gold").into_iter().map(|p| {
+        let bytes = read_lake(env, &p).unwrap();
+        (p, bytes)
+    }).collect()
+}
+
+both!(incremental_publishing_equals_full_recomputation, incremental_equals_full);
+
+/// Day after day, the published gold (only the touched dates are replaced) equals a full
+/// recomputation from silver, in SQLite and PostgreSQL alike; re-running a date changes
+/// nothing, byte for byte in the lake.
+fn incremental_equals_full(env: Env) {
+    let Some(pg) = postgres("incr") else { return };
+    let sqlite = format!("sqlite://{}/wh.db", env.dir.path().display());
+    medallion(&env, &["generate", "--partners", "2", "--days", "3", "--rows", "40", "--start-date", "2026-11-18", "--out", &env.landing, "-q"]).ok();
+    let mut republished_older = false;
+    for date in ["2026-11-18", "2026-11-19", "2026-11-20"] {
+        let report = run_day(&env, date, &[&sqlite, &pg.url]);
+        assert!(report["checks"].as_array().unwrap().iter().all(|c| c["failures"].as_array().unwrap().is_empty()), "{report:#}");
+        let dates: Vec<&str> = report["order_dates"].as_array().unwrap().iter().map(|d| d.as_str().unwrap()).collect();
+        republished_older |= dates.iter().any(|d| *d < date && *d != "all");
+        let expected = lake_gold(&env.lake);
+        assert!(!expected["daily_sales"].is_empty());
+        assert_eq!(warehouse_gold(&sqlite), expected, "SQLite after {date}");
+        assert_eq!(warehouse_gold(&pg.url), expected, "PostgreSQL after {date}");
+    }
+    assert!(republished_older, "the generator's late orders and status changes republish older dates");
+
+    // Idempotence: re-running the last date leaves every table and every lake file identical.
+    let files = lake_gold_files(&env);
+    let (before_sqlite, before_pg) = (warehouse_gold(&sqlite), warehouse_gold(&pg.url));
+    for w in [&sqlite, &pg.url] {
+        medallion(&env, &["gold", "--date", "2026-11-20", "-q", "--warehouse", w]).ok();
+    }
+    assert_eq!(warehouse_gold(&sqlite), before_sqlite);
+    assert_eq!(warehouse_gold(&pg.url), before_pg);
+    assert_eq!(lake_gold_files(&env), files, "gold Parquet is byte-identical after a re-run");
+    // And a full rebuild gives the same again.
+    medallion(&env, &["gold", "--date", "2026-11-20", "--full", "-q", "--warehouse", &pg.url]).ok();
+    assert_eq!(warehouse_gold(&pg.url), before_pg);
+    assert_eq!(lake_gold_files(&env), files);
+}
+
+#[test]
+fn late_changes_republish_older_dates() {
+    let env = local();
+    let d1 = "2026-11-18";
+    let d2 = "2026-11-19";
+    ingest(&env, "acme", "products", d1, "p.csv", b"sku,name,category,price\nA,Lamp,home,10.00\n");
+    ingest(&env, "acme", "orders", d1, "o.csv", b"order_id,customer_id,order_date,status\nO1,C1,2026-11-18T10:00:00Z,pending\nO2,C1,2026-11-18T11:00:00Z,completed\n");
+    ingest(&env, "acme", "order_items", d1, "i.csv", b"order_id,line_number,sku,quantity,unit_price\nO1,1,A,1,10\nO2,1,A,2,10\n");
+    let r1 = run_day(&env, d1, &["sqlite://wh.db"]);
+    assert_eq!(r1["full"], true, "a warehouse without any publish gets everything");
+    // Day 2: O1 (of day 1) completes, the lamp moves to Garden, and a day-2 order arrives.
+    ingest(&env, "acme", "products", d2, "p.csv", b"sku,name,category,price\nA,Lamp,garden,10.00\n");
+    ingest(&env, "acme", "orders", d2, "o.csv", b"order_id,customer_id,order_date,status\nO1,C1,2026-11-18T10:00:00Z,completed\nO3,C2,2026-11-19T09:00:00Z,completed\n");
+    ingest(&env, "acme", "order_items", d2, "i.csv", b"order_id,line_number,sku,quantity,unit_price\nO3,1,A,1,10\n");
+    let r2 = run_day(&env, d2, &["sqlite://wh.db"]);
+    assert_eq!(r2["full"], false);
+    assert_eq!(r2["order_dates"], serde_json::json!([d1, d2]), "{r2:#}");
+    assert_eq!(r2["silver_runs"], serde_json::json!([d2]));
+    let g = warehouse_gold(&format!("sqlite://{}/wh.db", env.dir.path().display()));
+    assert_eq!(
+        g["daily_sales"],
+        vec![
+            vec![d1.to_string(), "acme".into(), "Garden".into(), "USD".into(), "2".into(), "3".into(), "30.00".into(), "0.00".into(), "30.00".into()],
+            vec![d2.to_string(), "acme".into(), "Garden".into(), "USD".into(), "1".into(), "1".into(), "10.00".into(), "0.00".into(), "10.00".into()],
+        ]
+    );
+    assert_eq!(g, lake_gold(&env.lake));
+    // Nothing new: a date silver never ran, with the warehouse up to date, is "nothing to do".
+    let r = medallion(&env, &["gold", "--date", "2026-11-25", "--warehouse", "sqlite://wh.db"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+}
+
+/// A publish that fails midway leaves the previous state fully visible, and a re-run repairs.
+#[test]
+fn publish_is_atomic_when_the_connection_drops() {
+    let env = local();
+    let Some(pg) = postgres("atomic") else { return };
+    medallion(&env, &["generate", "--partners", "2", "--days", "2", "--rows", "30", "--start-date", "2026-11-18", "--out", &env.landing, "-q"]).ok();
+    run_day(&env, "2026-11-18", &[&pg.url]);
+    let before = warehouse_gold(&pg.url);
+    medallion(&env, &["bronze", "--date", "2026-11-19", "-q"]).ok();
+    medallion(&env, &["silver", "--date", "2026-11-19", "-q"]).ok();
+
+    // Pause after the third table is loaded, cut the connection from the server side.
+    let child = std::process::Command::new(BIN)
+        .args(["gold", "--date", "2026-11-19", "--warehouse", &pg.url])
+        .env("MEDALLION_LAKE", &env.lake)
+        .env("MEDALLION_FAULT", "gold.load#2:sleep=20000")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut killed = false;
+    for _ in 0..150 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let rows = pg_query(&pg.url, "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'medallion' AND state = 'idle in transaction'");
+        if rows[0][0].as_deref() == Some("1") {
+            // Another connection (ours) can still read: it sees the old state only.
+            assert_eq!(warehouse_gold(&pg.url), before, "a reader during the publish sees the old state");
+            pg_exec(&pg.url, &["SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'medallion' AND state = 'idle in transaction'"]);
+            killed = true;
+            break;
+        }
+    }
+    assert!(killed, "the publish never reached the pause");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "a dropped connection is 'unavailable': {stderr}");
+    assert!(stderr.contains("127.0.0.1:5432"), "the error names the warehouse: {stderr}");
+    assert_eq!(warehouse_gold(&pg.url), before, "nothing of the failed publish is visible");
+    medallion(&env, &["gold", "--date", "2026-11-19", "-q", "--warehouse", &pg.url]).ok();
+    assert_eq!(warehouse_gold(&pg.url), lake_gold(&env.lake), "the re-run publishes everything");
+}
+
+#[test]
+fn publish_is_atomic_when_the_process_dies() {
+    let env = local();
+    medallion(&env, &["generate", "--partners", "2", "--days", "2", "--rows", "30", "--start-date", "2026-11-18", "--out", &env.landing, "-q"]).ok();
+    let sqlite = format!("sqlite://{}/lake/warehouse.db", env.dir.path().display());
+    run_day(&env, "2026-11-18", &[&sqlite]);
+    let before = warehouse_gold(&sqlite);
+    medallion(&env, &["bronze", "--date", "2026-11-19", "-q"]).ok();
+    medallion(&env, &["silver", "--date", "2026-11-19", "-q"]).ok();
+    let out = std::process::Command::new(BIN)
+        .args(["gold", "--date", "2026-11-19"])
+        .env("MEDALLION_LAKE", &env.lake)
+        .env("MEDALLION_FAULT", "gold.load#4:abort")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(warehouse_gold(&sqlite), before, "the killed publish left nothing behind");
+    medallion(&env, &["gold", "--date", "2026-11-19", "-q"]).ok();
+    assert_eq!(warehouse_gold(&sqlite), lake_gold(&env.lake));
+}
+
+#[test]
+fn failed_reconciliation_publishes_nothing() {
+    let env = local();
+    medallion(&env, &["generate", "--partners", "1", "--days", "1", "--rows", "20", "--out", &env.landing, "-q"]).ok();
+    medallion(&env, &["bronze", "--date", "2026-11-18", "-q"]).ok();
+    medallion(&env, &["silver", "--date", "2026-11-18", "-q"]).ok();
+    let out = std::process::Command::new(BIN)
+        .args(["gold", "--date", "2026-11-18"])
+        .env("MEDALLION_LAKE", &env.lake)
+        .env("MEDALLION_FAULT", "gold.check.tables_agree:error")
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("reconciliation failed, nothing was published") && stderr.contains("tables_agree"), "{stderr}");
+    assert!(list_lake(&env, "gold").is_empty(), "no gold file was written");
+    let g = warehouse_gold(&format!("sqlite://{}/warehouse.db", env.lake));
+    assert!(g.values().all(|rows| rows.is_empty()), "no gold row was published");
+}
+
+/// The checks catch gold that disagrees with silver (here a tampered computed table).
+#[test]
+fn checks_detect_tampered_gold() {
+    let env = local();
+    medallion(&env, &["generate", "--partners", "2", "--days", "1", "--rows", "20", "--out", &env.landing, "-q"]).ok();
+    medallion(&env, &["bronze", "--date", "2026-11-18", "-q"]).ok();
+    medallion(&env, &["silver", "--date", "2026-11-18", "-q"]).ok();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let lake = schemas::Location::open("lake", &env.lake, true).unwrap();
+        let ctx = gold::session(&lake).await.unwrap();
+        let mut outputs = Vec::new();
+        for m in gold::MODELS {
+            outputs.push(gold::run_model(&ctx, &m, &gold::Scope::ALL).await.unwrap());
+        }
+        let clean = gold::checks::run(&ctx, &outputs, &gold::Scope::ALL).await.unwrap();
+        assert!(clean.iter().all(|c| c.passed()), "{clean:#?}");
+        // One more item sold in the first daily_sales row.
+        let ds = outputs.iter_mut().find(|o| o.table.name == "daily_sales").unwrap();
+        let b = &ds.batches[0];
+        let idx = b.schema().index_of("items_sold").unwrap();
+        let items = arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(b.column(idx));
+        let tampered: arrow::array::Int64Array = items.iter().enumerate().map(|(i, v)| v.map(|v| if i == 0 { v + 1 } else { v })).collect();
+        let mut cols = b.columns().to_vec();
+        cols[idx] = std::sync::Arc::new(tampered);
+        ds.batches[0] = arrow::array::RecordBatch::try_new(b.schema(), cols).unwrap();
+        let checks = gold::checks::run(&ctx, &outputs, &gold::Scope::ALL).await.unwrap();
+        let failed: Vec<&str> = checks.iter().filter(|c| !c.passed()).map(|c| c.name).collect();
+        assert_eq!(failed, vec!["tables_agree"], "{checks:#?}");
+    });
+}
+
+#[test]
+fn readonly_role_reads_gold_only() {
+    let env = local();
+    let Some(pg) = postgres("role") else { return };
+    medallion(&env, &["generate", "--partners", "1", "--days", "1", "--rows", "10", "--out", &env.landing, "-q"]).ok();
+    run_day(&env, "2026-11-18", &[&pg.url]);
+    let role = format!("bi_{}", std::process::id());
+    let r = std::process::Command::new(BIN)
+        .args(["warehouse", "grant-readonly", "--role", &role, "--password-env", "BI_PW", "--warehouse", &pg.url])
+        .env("MEDALLION_LAKE", &env.lake)
+        .env("BI_PW", "s3cret'pw")
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (prefix, db) = pg.url.rsplit_once('/').unwrap();
+    let host = prefix.rsplit_once('@').unwrap().1;
+    let as_bi = format!("postgres://{role}:s3cret%27pw@{host}/{db}");
+    let n = pg_query(&as_bi, "SELECT COUNT(*) FROM gold.order_kpis");
+    assert_ne!(n[0][0].as_deref(), Some("0"));
+    for forbidden in ["DELETE FROM gold.order_kpis", "CREATE TABLE gold.x (a int)", "SELECT * FROM medallion.gold_publishes"] {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let err = rt.block_on(async {
+            let mut wh = gold::Warehouse::connect(&as_bi).await.unwrap();
+            wh.execute(forbidden).await.expect_err(forbidden).to_string()
+        });
+        assert!(err.contains("permission denied"), "{forbidden}: {err}");
+    }
+    pg_exec(&pg.url, &[&format!("DROP OWNED BY {role}"), &format!("DROP ROLE {role}")]);
+    // SQLite has no roles: the command says what to do instead.
+    let r = medallion(&env, &["warehouse", "grant-readonly"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("read-only"), "{}", r.stderr);
 }
