@@ -48,6 +48,10 @@ pub struct GoldReport {
     pub lake_files_written: usize,
     pub lake_files_removed: usize,
     pub compute_seconds: f64,
+    /// Writing gold Parquet to the lake.
+    pub lake_seconds: f64,
+    /// The warehouse transaction (delete, load, verify, commit).
+    pub warehouse_seconds: f64,
     pub publish_seconds: f64,
 }
 
@@ -210,6 +214,7 @@ pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: &str, opts: &Go
 
     let started = std::time::Instant::now();
     let (lake_files_written, lake_files_removed) = crate::lake::write(lake, &outputs).await?;
+    let lake_seconds = started.elapsed().as_secs_f64();
     let carried: Vec<PublishedRun> = pending.iter().map(|r| PublishedRun { silver_run_date: r.date.clone(), silver_stamp: r.stamp() }).collect();
     let tables = wh.publish(&outputs, &carried).await?;
     Ok(GoldReport {
@@ -226,6 +231,8 @@ pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: &str, opts: &Go
         lake_files_written,
         lake_files_removed,
         compute_seconds,
+        lake_seconds,
+        warehouse_seconds: started.elapsed().as_secs_f64() - lake_seconds,
         publish_seconds: started.elapsed().as_secs_f64(),
     })
 }

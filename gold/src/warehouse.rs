@@ -90,6 +90,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "gold tables from the contract", sql: gold_ddl },
     Migration { version: 2, name: "gold publish ledger", sql: publish_ledger_ddl },
+    Migration { version: 3, name: "run ledger", sql: run_ledger_ddl },
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +124,8 @@ impl Dialect {
     }
 }
 
-fn quote_literal(s: &str) -> String {
+/// A SQL string literal (quotes doubled).
+pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -164,6 +166,44 @@ fn publish_ledger_ddl(d: Dialect) -> Vec<String> {
         "CREATE TABLE {} (\n    silver_run_date DATE PRIMARY KEY,\n    silver_stamp TEXT NOT NULL,\n    published_at {ts}\n)",
         d.table("medallion", "gold_publishes")
     )]
+}
+
+/// Migration 3: the run ledger (`medallion status` reads it): runs, their per-stage jobs, the
+/// feed registry with each feed's reconciliation, and the products diff per run date.
+fn run_ledger_ddl(d: Dialect) -> Vec<String> {
+    let ts = if d == Dialect::Postgres { "TIMESTAMPTZ" } else { "TEXT" };
+    let t = |n: &str| d.table("medallion", n);
+    let mut v = vec![
+        format!(
+            "CREATE TABLE {} (\n    run_id TEXT PRIMARY KEY,\n    run_date DATE NOT NULL,\n    kind TEXT NOT NULL,\n    status TEXT NOT NULL,\n    \
+             started_at {ts} NOT NULL,\n    finished_at {ts},\n    host TEXT NOT NULL,\n    pid BIGINT NOT NULL,\n    error TEXT\n)",
+            t("runs")
+        ),
+        format!("CREATE INDEX runs_run_date_idx ON {} (run_date, started_at)", t("runs")),
+        format!(
+            "CREATE TABLE {} (\n    run_id TEXT NOT NULL,\n    stage TEXT NOT NULL,\n    status TEXT NOT NULL,\n    attempts BIGINT NOT NULL DEFAULT 0,\n    \
+             started_at {ts},\n    finished_at {ts},\n    rows BIGINT,\n    summary TEXT,\n    error TEXT,\n    PRIMARY KEY (run_id, stage)\n)",
+            t("jobs")
+        ),
+        format!(
+            "CREATE TABLE {} (\n    feed_id TEXT PRIMARY KEY,\n    run_date DATE NOT NULL,\n    partner_id TEXT NOT NULL,\n    dataset TEXT NOT NULL,\n    \
+             file_name TEXT NOT NULL,\n    status TEXT NOT NULL,\n    bytes BIGINT,\n    reason TEXT,\n    detail TEXT,\n    rows_read BIGINT,\n    \
+             valid BIGINT,\n    rejected BIGINT,\n    duplicate BIGINT\n)",
+            t("feeds")
+        ),
+        format!("CREATE INDEX feeds_run_date_idx ON {} (run_date)", t("feeds")),
+        format!(
+            "CREATE TABLE {} (\n    run_date DATE NOT NULL,\n    partner_id TEXT NOT NULL,\n    inserted BIGINT NOT NULL,\n    updated BIGINT NOT NULL,\n    \
+             unchanged BIGINT NOT NULL,\n    skipped BIGINT NOT NULL,\n    duplicate BIGINT NOT NULL,\n    PRIMARY KEY (run_date, partner_id)\n)",
+            t("product_diffs")
+        ),
+    ];
+    if d == Dialect::Postgres {
+        v.push("COMMENT ON TABLE medallion.runs IS 'One row per medallion run (run, backfill, schedule): status queued, running, completed, failed or skipped.'".into());
+        v.push("COMMENT ON TABLE medallion.jobs IS 'The stages (bronze, silver, gold) of each run with their attempts, counts and errors.'".into());
+        v.push("COMMENT ON TABLE medallion.feeds IS 'The feed registry (FD ids) with each feed''s reconciliation: rows_read = valid + rejected + duplicate.'".into());
+    }
+    v
 }
 
 fn checksum(statements: &[String]) -> String {

@@ -1,6 +1,9 @@
 //! The `medallion` command line.
 
 mod generate;
+mod ledger;
+mod lock;
+mod orchestrate;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -21,6 +24,8 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 3;
     /// Nothing to do for this date (no feeds in the landing zone).
     pub const NOTHING_TO_DO: u8 = 4;
+    /// Another run holds the lake lock (after waiting --lock-timeout): retry later.
+    pub const LOCKED: u8 = 5;
 }
 
 const EXAMPLES: &str = "\
@@ -44,6 +49,9 @@ struct Cli {
     /// (default: sqlite://<lake>/warehouse.db for a local lake, ./warehouse.db for S3).
     #[arg(long, env = "MEDALLION_WAREHOUSE", global = true)]
     warehouse: Option<String>,
+    /// Seconds to wait for the lake lock held by another run before giving up (exit code 5).
+    #[arg(long, env = "MEDALLION_LOCK_TIMEOUT", default_value_t = 60, global = true)]
+    lock_timeout: u64,
     /// Only print errors and the final summary.
     #[arg(long, short, global = true)]
     quiet: bool,
@@ -136,6 +144,78 @@ run for the date and the warehouse is up to date.")]
         /// PostgreSQL COPY format (binary is faster; text for troubleshooting).
         #[arg(long, value_enum, default_value_t = CopyFormatArg::Binary)]
         copy_format: CopyFormatArg,
+    },
+    /// Run the pipeline for a date: bronze, silver and gold, under the lake lock, recorded in
+    /// the run ledger, with retries of transient failures.
+    #[command(after_help = "Examples:
+  medallion run --date 2026-11-20
+  medallion run --date 2026-11-20 --warehouse postgres://medallion@db/analytics --json
+  medallion run --date 2026-11-20 --stages silver,gold     re-run from silver
+
+Exit codes: 0 done, 1 failed (data or bug: do not retry blindly), 2 usage, 3 a service was
+unreachable after the retries, 4 nothing to do for the date, 5 the lake is locked by another run.")]
+    Run {
+        #[arg(long)]
+        date: String,
+        /// Stages to run, in order (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = ["bronze".to_string(), "silver".to_string(), "gold".to_string()])]
+        stages: Vec<String>,
+        /// Landing zone: a local folder or s3://bucket/prefix.
+        #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
+        landing: String,
+        /// Retries of a stage that failed for a transient reason (S3 or PostgreSQL unreachable).
+        #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
+        retries: u32,
+    },
+    /// Re-run a range of dates from the immutable bronze copies, in date order, ending in the
+    /// state a clean sequential run would have produced.
+    #[command(after_help = "Examples:
+  medallion backfill --from 2026-11-01 --to 2026-11-07
+
+Silver is first restored (Delta time travel) to its state after the last run before --from;
+then every date of the range, and every later date silver had already run, is run again
+(bronze, silver, gold); gold is then republished in full.")]
+    Backfill {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
+        landing: String,
+        #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
+        retries: u32,
+    },
+    /// Run the pipeline on a schedule: the previous day at every cron time (UTC), catching up
+    /// the dates missed since the last run in the ledger. SIGTERM finishes the current stage
+    /// and exits.
+    #[command(after_help = "Examples:
+  medallion schedule --cron \"0 1 * * *\"             every night at 01:00 UTC
+  medallion schedule --cron \"0 1 * * *\" --once      catch up now, then exit")]
+    Schedule {
+        #[arg(long, default_value = "0 1 * * *")]
+        cron: String,
+        /// At most this many missed days are caught up.
+        #[arg(long, default_value_t = 7)]
+        catch_up_days: u32,
+        /// Catch up and exit instead of waiting for the next time.
+        #[arg(long)]
+        once: bool,
+        #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
+        landing: String,
+        #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
+        retries: u32,
+    },
+    /// Show the runs and their stages, each feed's reconciliation (read = valid + rejected +
+    /// duplicate), the products diff, and what failed and why.
+    #[command(after_help = "Examples:
+  medallion status
+  medallion status --date 2026-11-20 --json")]
+    Status {
+        #[arg(long)]
+        date: Option<String>,
+        /// Runs to show.
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
     },
     /// Manage the warehouse: apply migrations, create the read-only role for BI tools.
     #[command(after_help = "Examples:
@@ -384,7 +464,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     log_feed(o);
                 }
             };
-            let report = bronze::land_date(&landing, &lake, &date, concurrency, &on_feed).await?;
+            let guard = take_lock(&lake, &format!("medallion bronze --date {date}"), cli.lock_timeout).await?;
+            let report = bronze::land_date(&landing, &lake, &date, concurrency, &on_feed).await;
+            guard.release().await;
+            let report = report?;
             for ig in &report.ignored {
                 tracing::warn!("ignored {}: {}", ig.path, ig.reason);
             }
@@ -442,7 +525,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             check_date(&date)?;
             let lake = open("lake", &cli.lake, true).await?;
             let started = std::time::Instant::now();
-            let report = match silver::run_silver(&lake, &date).await {
+            let guard = take_lock(&lake, &format!("medallion silver --date {date}"), cli.lock_timeout).await?;
+            let result = silver::run_silver(&lake, &date).await;
+            guard.release().await;
+            let report = match result {
                 Ok(r) => r,
                 Err(silver::SilverError::NothingToDo(d)) => {
                     eprintln!("medallion: nothing to do: no feeds were landed for {d} (run bronze first)");
@@ -468,7 +554,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 CopyFormatArg::Binary => gold::warehouse::CopyFormat::Binary,
                 CopyFormatArg::Text => gold::warehouse::CopyFormat::Text,
             };
+            let guard = take_lock(&lake, &format!("medallion gold --date {date}"), cli.lock_timeout).await?;
             let result = gold::run_gold(&lake, &mut wh, &date, &gold::GoldOptions { full }).await;
+            guard.release().await;
             wh.close().await;
             let report = match result {
                 Ok(r) => r,
@@ -482,6 +570,95 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 print_json(&report);
             } else {
                 print_gold(&report);
+            }
+            Ok(exit::OK)
+        }
+        Command::Run { date, stages, landing, retries } => {
+            check_date(&date)?;
+            for s in &stages {
+                if !orchestrate::STAGES.contains(&s.as_str()) {
+                    return Err(Failure::usage(format!("--stages: unknown stage {s:?} (bronze, silver, gold)")));
+                }
+            }
+            let ctx = run_context(&cli.lake, &landing, cli.warehouse.as_deref(), retries, cli.lock_timeout, quiet).await?;
+            let mut wh = orchestrate::connect(&ctx).await?;
+            let guard = take_lock(&ctx.lake, &format!("medallion run --date {date}"), cli.lock_timeout).await?;
+            let stage_refs: Vec<&str> = orchestrate::STAGES.iter().copied().filter(|s| stages.iter().any(|x| x == s)).collect();
+            let result = orchestrate::run_date(&ctx, &mut wh, &date, "run", &stage_refs).await;
+            guard.release().await;
+            wh.close().await;
+            let (summary, code) = result?;
+            if cli.json {
+                print_json(&summary);
+            } else {
+                println!("run {} {}: {} (run id {})", date, summary.status, summary.stages.iter().map(|s| format!("{} {}", s["stage"].as_str().unwrap_or(""), s["status"].as_str().unwrap_or(""))).collect::<Vec<_>>().join(", "), summary.run_id);
+                println!("see: medallion status --date {date}");
+            }
+            Ok(code)
+        }
+        Command::Backfill { from, to, landing, retries } => {
+            let mut dates = orchestrate::date_range(&from, &to)?;
+            let ctx = run_context(&cli.lake, &landing, cli.warehouse.as_deref(), retries, cli.lock_timeout, quiet).await?;
+            let mut wh = orchestrate::connect(&ctx).await?;
+            let guard = take_lock(&ctx.lake, &format!("medallion backfill --from {from} --to {to}"), cli.lock_timeout).await?;
+            let result = async {
+                let (restored, later) = silver::restore_before(&ctx.lake, &from).await.map_err(Failure::from)?;
+                for r in &restored {
+                    tracing::info!("restored silver {r} (its state before {from})");
+                }
+                let extra: Vec<String> = later.into_iter().filter(|d| d.as_str() > to.as_str()).collect();
+                if !extra.is_empty() {
+                    tracing::warn!("silver had already run later dates ({}): running them again too, so the state stays sequential", extra.join(", "));
+                    dates.extend(extra);
+                }
+                let mut summaries = Vec::new();
+                for d in &dates {
+                    let (s, code) = orchestrate::run_date(&ctx, &mut wh, d, "backfill", &["bronze", "silver"]).await?;
+                    summaries.push((s, code));
+                }
+                // Republish gold in full: the restored runs may have touched dates the new runs do not.
+                let last = dates.last().cloned().unwrap_or(to.clone());
+                let report = match gold::run_gold(&ctx.lake, &mut wh, &last, &gold::GoldOptions { full: true }).await {
+                    Ok(r) => Some(r),
+                    Err(gold::GoldError::NothingToDo(_)) => None,
+                    Err(e) => return Err(Failure::from(e)),
+                };
+                Ok((summaries, report))
+            }
+            .await;
+            guard.release().await;
+            wh.close().await;
+            let (summaries, report) = result?;
+            if cli.json {
+                print_json(&serde_json::json!({ "dates": summaries.iter().map(|(s, _)| s).collect::<Vec<_>>(), "gold": report }));
+            } else {
+                for (s, _) in &summaries {
+                    println!("backfill {} {}", s.date, s.status);
+                }
+                if let Some(r) = &report {
+                    println!("gold republished in full: {} rows to {}", r.tables.iter().map(|t| t.rows).sum::<u64>(), r.warehouse);
+                }
+            }
+            Ok(if summaries.iter().all(|(_, c)| *c == exit::NOTHING_TO_DO) { exit::NOTHING_TO_DO } else { exit::OK })
+        }
+        Command::Schedule { cron, catch_up_days, once, landing, retries } => {
+            let cron = orchestrate::Cron::parse(&cron).map_err(Failure::usage)?;
+            let ctx = run_context(&cli.lake, &landing, cli.warehouse.as_deref(), retries, cli.lock_timeout, quiet).await?;
+            schedule(ctx, cron, catch_up_days, once).await
+        }
+        Command::Status { date, limit } => {
+            if let Some(d) = &date {
+                check_date(d)?;
+            }
+            let lake = open("lake", &cli.lake, true).await?;
+            let mut wh = connect_warehouse(cli.warehouse.as_deref(), &lake).await?;
+            wh.migrate().await.map_err(Failure::from)?;
+            let st = ledger::status(&mut wh, date.as_deref(), limit).await.map_err(Failure::from)?;
+            wh.close().await;
+            if cli.json {
+                print_json(&st);
+            } else {
+                print_status(&st);
             }
             Ok(exit::OK)
         }
@@ -514,7 +691,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Maintain { retention_hours, force } => {
             let lake = open("lake", &cli.lake, true).await?;
-            let done = silver::maintain_all(&lake, retention_hours, force).await?;
+            let guard = take_lock(&lake, "medallion maintain", cli.lock_timeout).await?;
+            let done = silver::maintain_all(&lake, retention_hours, force).await;
+            guard.release().await;
+            let done = done?;
             if cli.json {
                 print_json(&done);
             } else {
@@ -598,6 +778,132 @@ impl From<silver::SilverError> for Failure {
             e @ silver::SilverError::Delta(silver::delta::DeltaError::RetentionTooShort { .. }) => Failure::usage(e.to_string()),
             other => Failure { code: exit::FAILED, message: other.to_string() },
         }
+    }
+}
+
+async fn take_lock(lake: &Location, command: &str, timeout: u64) -> Result<lock::LakeLock, Failure> {
+    lock::LakeLock::acquire(lake, command, std::time::Duration::from_secs(timeout)).await.map_err(|e| match e {
+        lock::LockError::Held(m) => Failure { code: exit::LOCKED, message: m },
+        lock::LockError::Store(m) => Failure { code: exit::UNAVAILABLE, message: m },
+    })
+}
+
+async fn run_context(lake: &str, landing: &str, warehouse: Option<&str>, retries: u32, lock_timeout: u64, quiet: bool) -> Result<orchestrate::RunContext, Failure> {
+    let lake = open("lake", lake, true).await?;
+    let landing = open("landing zone", landing, true).await?;
+    let warehouse_url = warehouse_url(warehouse, &lake);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return };
+        loop {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+            }
+            if flag.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                eprintln!("medallion: second signal: exiting now");
+                std::process::exit(130);
+            }
+            eprintln!("medallion: signal received: finishing the current stage, then stopping (send it again to stop at once)");
+        }
+    });
+    Ok(orchestrate::RunContext { landing, lake, warehouse_url, retries, lock_wait: std::time::Duration::from_secs(lock_timeout), quiet, stop })
+}
+
+async fn schedule(ctx: orchestrate::RunContext, cron: orchestrate::Cron, catch_up_days: u32, once: bool) -> Result<u8, Failure> {
+    use std::sync::atomic::Ordering;
+    let mut wh = orchestrate::connect(&ctx).await?;
+    loop {
+        let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+        let earliest = yesterday - chrono::Days::new(catch_up_days.saturating_sub(1) as u64);
+        let first = match ledger::last_done_date(&mut wh).await? {
+            Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").map(|d| d + chrono::Days::new(1)).unwrap_or(yesterday).max(earliest),
+            None => yesterday,
+        };
+        let mut day = first;
+        while day <= yesterday && !ctx.stop.load(Ordering::SeqCst) {
+            let date = day.format("%Y-%m-%d").to_string();
+            let guard = LockGuardOrSkip::take(&ctx, &date).await;
+            if let Some(guard) = guard {
+                let result = orchestrate::run_date(&ctx, &mut wh, &date, "schedule", &orchestrate::STAGES).await;
+                guard.release().await;
+                match result {
+                    Ok((s, _)) => eprintln!("schedule: {date} {}", s.status),
+                    Err(f) => {
+                        eprintln!("schedule: {date} failed: {}", f.message);
+                        break; // later dates wait: they build on this one
+                    }
+                }
+            }
+            day = day + chrono::Days::new(1);
+        }
+        if once || ctx.stop.load(Ordering::SeqCst) {
+            wh.close().await;
+            return Ok(exit::OK);
+        }
+        let now = chrono::Utc::now();
+        let next = cron.next_after(now).ok_or_else(|| Failure::usage("the cron expression never matches"))?;
+        eprintln!("schedule: next run at {} UTC", next.format("%Y-%m-%d %H:%M"));
+        while chrono::Utc::now() < next {
+            if ctx.stop.load(Ordering::SeqCst) {
+                wh.close().await;
+                return Ok(exit::OK);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+}
+
+struct LockGuardOrSkip;
+
+impl LockGuardOrSkip {
+    async fn take(ctx: &orchestrate::RunContext, date: &str) -> Option<lock::LakeLock> {
+        match lock::LakeLock::acquire(&ctx.lake, &format!("medallion schedule ({date})"), ctx.lock_wait).await {
+            Ok(g) => Some(g),
+            Err(lock::LockError::Held(m)) | Err(lock::LockError::Store(m)) => {
+                eprintln!("schedule: {date} not run now: {m}");
+                None
+            }
+        }
+    }
+}
+
+fn print_status(st: &ledger::Status) {
+    let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    println!("{:<40} {:<10} {:<9} {:<10} {:<24} {}", "run", "date", "kind", "status", "started", "stages");
+    for r in &st.runs {
+        let jobs: Vec<String> = r["jobs"]
+            .as_array()
+            .map(|a| a.iter().map(|j| format!("{} {}{}", s(j, "stage"), s(j, "status"), if s(j, "attempts").parse::<u32>().unwrap_or(1) > 1 { format!(" ({} attempts)", s(j, "attempts")) } else { String::new() })).collect())
+            .unwrap_or_default();
+        println!("{:<40} {:<10} {:<9} {:<10} {:<24} {}", s(r, "run_id"), s(r, "run_date"), s(r, "kind"), s(r, "status"), s(r, "started_at"), jobs.join(", "));
+        if let Some(e) = r["error"].as_str() {
+            println!("    failed: {e}");
+        }
+    }
+    if !st.feeds.is_empty() {
+        println!();
+        println!("{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9} {:>9} {:>9}  {}", "feed", "date", "partner", "dataset", "status", "read", "valid", "rejected", "dup", "check / reason");
+        for f in &st.feeds {
+            let n = |k: &str| s(f, k).parse::<u64>().ok();
+            let check = match (n("rows_read"), n("valid"), n("rejected"), n("duplicate")) {
+                (Some(r), Some(v), Some(j), Some(d)) if r == v + j + d => "balanced".to_string(),
+                (Some(_), Some(_), Some(_), Some(_)) => "UNBALANCED".to_string(),
+                _ => format!("{} {}", s(f, "reason"), s(f, "detail")).trim().to_string(),
+            };
+            println!(
+                "{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9} {:>9} {:>9}  {check}",
+                s(f, "feed_id"), s(f, "run_date"), s(f, "partner_id"), s(f, "dataset"), s(f, "status"), s(f, "rows_read"), s(f, "valid"), s(f, "rejected"), s(f, "duplicate")
+            );
+        }
+    }
+    for d in &st.product_diffs {
+        println!(
+            "products {} {}: {} inserted, {} updated, {} unchanged, {} skipped, {} duplicate",
+            s(d, "run_date"), s(d, "partner_id"), s(d, "inserted"), s(d, "updated"), s(d, "unchanged"), s(d, "skipped"), s(d, "duplicate")
+        );
     }
 }
 

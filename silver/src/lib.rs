@@ -10,7 +10,7 @@ pub mod run;
 pub use schemas::delta;
 pub use schemas::silver as tables;
 
-pub use run::{maintain_all, read_record, run_silver, FeedStats, ProductDiff, SilverReport, TableMaintenance};
+pub use run::{maintain_all, read_record, restore_before, run_silver, FeedStats, ProductDiff, SilverReport, TableMaintenance};
 
 use schemas::registry::{FeedRecord, RegistryError};
 use schemas::{Location, StoreError};

@@ -226,6 +226,7 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: &str, feeds: &[FeedRec
             }
             _ => upsert_current(&lh, dataset, kept).await?,
         }
+        schemas::fault::point("silver.dataset", dataset as usize).await;
     }
 
     // Quarantine and reconciliation of this run date replace any earlier run of the date.
@@ -251,6 +252,47 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: &str, feeds: &[FeedRec
     report.status = "completed".into();
     save_record(lake, report).await?;
     Ok(())
+}
+
+/// For a backfill from `date`: puts every silver table back to its state before `date`, that
+/// is after the last completed run of an earlier date (empty when there is none), with Delta
+/// time travel (`restore` commits the old state as a new version). The records of runs of
+/// `date` and later are marked `superseded`. Returns what was restored and the dates of the
+/// superseded runs (a clean sequential history must run them again).
+pub async fn restore_before(lake: &Location, date: &str) -> Result<(Vec<String>, Vec<String>), SilverError> {
+    use futures::TryStreamExt;
+    let lh = Lakehouse::new(lake)?;
+    recover_crashed_runs(lake, &lh).await?;
+    let prefix = schemas::paths::silver_runs();
+    let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| SilverError::store(lake, &prefix, e))?;
+    let mut dates: Vec<String> = metas.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json").map(str::to_string)).collect();
+    dates.sort();
+    let mut base: Option<SilverReport> = None;
+    let mut later = Vec::new();
+    for d in &dates {
+        let Some(rec) = read_record(lake, d).await? else { continue };
+        if d.as_str() < date {
+            if rec.status == "completed" {
+                base = Some(rec);
+            }
+        } else if rec.status == "completed" || rec.status == "superseded" {
+            later.push(d.clone());
+        }
+    }
+    let versions = base.map(|b| b.versions_after).unwrap_or_default();
+    let undone = rollback(&lh, &versions).await.map_err(|e| match e {
+        SilverError::Delta(d) => SilverError::Input(format!(
+            "cannot restore silver to its state before {date}: {d} (files older than the vacuum retention are gone; `medallion maintain --retention-hours` keeps more history)"
+        )),
+        other => other,
+    })?;
+    for d in &later {
+        if let Some(mut rec) = read_record(lake, d).await? {
+            rec.status = "superseded".into();
+            save_record(lake, &rec).await?;
+        }
+    }
+    Ok((undone, later))
 }
 
 /// Restores every table to its version in `before`; tables absent from it are emptied.
