@@ -322,6 +322,7 @@ enum SqlFormat {
 }
 
 /// A failure with the exit code it maps to.
+#[derive(Debug)]
 struct Failure {
     code: u8,
     message: String,
@@ -788,9 +789,25 @@ async fn take_lock(lake: &Location, command: &str, timeout: u64) -> Result<lock:
     })
 }
 
+/// Opens a location, retrying while its storage is unreachable.
+async fn open_retrying(what: &'static str, spec: &str, retries: u32) -> Result<Location, Failure> {
+    let mut attempt = 0;
+    loop {
+        match open(what, spec, true).await {
+            Err(f) if f.code == exit::UNAVAILABLE && attempt < retries => {
+                let wait = orchestrate::backoff(attempt);
+                attempt += 1;
+                tracing::warn!("{} — retrying in {:.1}s (attempt {} of {})", f.message, wait.as_secs_f64(), attempt + 1, retries + 1);
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn run_context(lake: &str, landing: &str, warehouse: Option<&str>, retries: u32, lock_timeout: u64, quiet: bool) -> Result<orchestrate::RunContext, Failure> {
-    let lake = open("lake", lake, true).await?;
-    let landing = open("landing zone", landing, true).await?;
+    let lake = open_retrying("lake", lake, retries).await?;
+    let landing = open_retrying("landing zone", landing, retries).await?;
     let warehouse_url = warehouse_url(warehouse, &lake);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
@@ -820,7 +837,7 @@ async fn schedule(ctx: orchestrate::RunContext, cron: orchestrate::Cron, catch_u
         let earliest = yesterday - chrono::Days::new(catch_up_days.saturating_sub(1) as u64);
         let first = match ledger::last_done_date(&mut wh).await? {
             Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").map(|d| d + chrono::Days::new(1)).unwrap_or(yesterday).max(earliest),
-            None => yesterday,
+            None => earliest,
         };
         let mut day = first;
         while day <= yesterday && !ctx.stop.load(Ordering::SeqCst) {

@@ -39,7 +39,7 @@ pub struct RunSummary {
     pub error: Option<String>,
 }
 
-fn backoff(attempt: u32) -> Duration {
+pub fn backoff(attempt: u32) -> Duration {
     let base = std::env::var("MEDALLION_RETRY_BASE_MS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(2000);
     let exp = base.saturating_mul(1 << attempt.min(6)).min(120_000);
     // Full jitter: a random point of the window, so parallel retries spread out.
@@ -144,6 +144,7 @@ pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: &str, ki
         loop {
             attempt += 1;
             ledger::job(wh, &run_id, stage, "running", attempt, None, None, None).await?;
+            schemas::fault::point(&format!("stage.{stage}"), attempt as usize).await;
             match stage_once(ctx, wh, stage, date).await {
                 Ok(o) => {
                     let status = if o.skipped { "skipped" } else { "completed" };

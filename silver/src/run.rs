@@ -120,6 +120,20 @@ pub async fn run_silver(lake: &Location, date: &str) -> Result<SilverReport, Sil
         )));
     }
 
+    // Re-running the latest run date: undo that run first (nothing has been written since, as
+    // every table is still at the version it left), so the re-run replays it exactly: the same
+    // products diff, history and touched dates, not an "all unchanged" run on top of itself.
+    if let Some(prev) = read_record(lake, date).await? {
+        if prev.status == "completed" && current_versions(&lh).await? == prev.versions_after {
+            let undone = rollback(&lh, &prev.versions_before).await?;
+            if !undone.is_empty() {
+                tracing::info!("re-running {date}: its previous run was undone first ({} tables)", undone.len());
+            }
+        } else if prev.status == "completed" {
+            tracing::warn!("re-running {date} on top of later runs: the products diff compares with the current state; `medallion backfill --from {date}` replays history exactly");
+        }
+    }
+
     // Record the versions before the first write.
     for t in all_tables() {
         if let Some(table) = lh.open(t).await? {
@@ -293,6 +307,18 @@ pub async fn restore_before(lake: &Location, date: &str) -> Result<(Vec<String>,
         }
     }
     Ok((undone, later))
+}
+
+async fn current_versions(lh: &Lakehouse) -> Result<BTreeMap<String, i64>, SilverError> {
+    let mut out = BTreeMap::new();
+    for t in all_tables() {
+        if let Some(table) = lh.open(t).await? {
+            if let Some(v) = Lakehouse::version(&table) {
+                out.insert(t.to_string(), v);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Restores every table to its version in `before`; tables absent from it are emptied.

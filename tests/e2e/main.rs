@@ -25,3 +25,4 @@ mod cli;
 mod silver;
 mod common;
 mod gold;
+mod pipeline;

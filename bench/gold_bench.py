@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Gold benchmark: the gold compute time over a silver lake, and the PostgreSQL load rate of
+medallion (COPY binary and COPY text) against `psql \\copy` of exactly the same rows, the
+ceiling, in the same run.
+
+Each load is the same work: one transaction that deletes every gold row and loads every gold
+table (a full rebuild, `medallion gold --full`). medallion's load time is its warehouse
+transaction (reported by `--json` as warehouse_seconds: delete, COPY, verify row counts,
+commit); psql's is the wall time of `psql -c BEGIN -c DELETE.. -c \\copy.. -c COMMIT` reading
+the rows from text files exported from the warehouse beforehand.
+
+Usage: bench/gold_bench.py --lake DIR [--database-url postgres://...] [--repeat 3] [--json]
+       (e.g. the lake of `bench/silver_bench.py --work DIR`, i.e. DIR/lake)
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+TABLES = ["daily_sales", "category_kpis", "order_kpis", "partner_revenue", "product_changes",
+          "dim_products", "customer_orders", "inventory_status", "campaign_performance"]
+
+
+def run(cmd, env, capture=True):
+    start = time.monotonic()
+    proc = subprocess.run(["/usr/bin/time", "-v"] + cmd, env=env, capture_output=True, text=True)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
+    rss = 0
+    for line in proc.stderr.splitlines():
+        if "Maximum resident set size" in line:
+            rss = int(line.split(":")[1]) / 1024.0
+    return elapsed, rss, proc.stdout
+
+
+def psql(url, *args):
+    return subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url, *args], check=True,
+                          capture_output=True, text=True).stdout
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lake", required=True)
+    ap.add_argument("--database-url", default=os.environ.get("MEDALLION_TEST_DATABASE_URL",
+                                                             "postgres://postgres@127.0.0.1:5432/medallion_test"))
+    ap.add_argument("--date", default=None, help="run date passed to gold (default: the lake's last silver run)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--bin", default=None)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    binary = args.bin or os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "medallion")
+    runs = sorted(f[:-5] for f in os.listdir(os.path.join(args.lake, "silver", "_runs")) if f.endswith(".json"))
+    date = args.date or runs[-1]
+    base, _ = args.database_url.rsplit("/", 1)
+    db = "medallion_gold_bench"
+    url = f"{base}/{db}"
+    psql(f"{base}/postgres", "-c", f"DROP DATABASE IF EXISTS {db}", "-c", f"CREATE DATABASE {db}")
+    env = dict(os.environ, MEDALLION_LAKE=args.lake)
+
+    results = {"binary": [], "text": [], "psql": []}
+    compute, peak = [], 0.0
+    report = None
+    for i in range(args.repeat):
+        for fmt in ("binary", "text"):
+            s, rss, out = run([binary, "gold", "--date", date, "--full", "--json", "--copy-format", fmt,
+                               "--warehouse", url], env)
+            report = json.loads(out)
+            results[fmt].append(report["warehouse_seconds"])
+            compute.append(report["compute_seconds"])
+            peak = max(peak, rss)
+    rows = sum(t["rows"] for t in report["tables"])
+    per_table = {t["table"]: t["rows"] for t in report["tables"]}
+
+    with tempfile.TemporaryDirectory(prefix="gold-bench-") as tmp:
+        for t in TABLES:
+            psql(url, "-c", f"\\copy gold.{t} TO '{tmp}/{t}.txt'")
+        for i in range(args.repeat):
+            cmds = ["-c", "BEGIN"]
+            cmds += [x for t in TABLES for x in ("-c", f"DELETE FROM gold.{t}")]
+            cmds += [x for t in TABLES for x in ("-c", f"\\copy gold.{t} FROM '{tmp}/{t}.txt'")]
+            cmds += ["-c", "COMMIT"]
+            start = time.monotonic()
+            psql(url, *cmds)
+            results["psql"].append(time.monotonic() - start)
+    psql(f"{base}/postgres", "-c", f"DROP DATABASE IF EXISTS {db}")
+
+    best = {k: min(v) for k, v in results.items()}
+    out = {
+        "lake": args.lake, "date": date, "rows": rows, "tables": per_table, "repeat": args.repeat,
+        "gold_compute_seconds_best": round(min(compute), 2),
+        "gold_peak_rss_mb": round(peak),
+        "load_seconds_best": {k: round(v, 2) for k, v in best.items()},
+        "rows_per_s": {k: round(rows / v) for k, v in best.items()},
+        "binary_vs_psql": round(best["psql"] / best["binary"], 3),
+        "text_vs_psql": round(best["psql"] / best["text"], 3),
+        "cores": os.cpu_count(),
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"gold over {args.lake} (run date {date}): {rows} rows in 9 tables {per_table}")
+        print(f"gold compute (DataFusion, best of {args.repeat}): {out['gold_compute_seconds_best']} s; peak RSS {out['gold_peak_rss_mb']} MB")
+        print(f"{'load':16}{'seconds':>10}{'rows/s':>12}{'vs psql':>10}")
+        for k in ("psql", "binary", "text"):
+            print(f"{k:16}{best[k]:>10.2f}{rows / best[k]:>12.0f}{best['psql'] / best[k]:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()

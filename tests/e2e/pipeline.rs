@@ -1,0 +1,355 @@
+//! Orchestration: `run`, the ledger and `status`, the lake lock, retries, backfill, schedule
+//! mode, and the fault tests (kill -9 mid-stage, S3 outage, PostgreSQL unreachable).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+fn gen(env: &Env, partners: &str, days: &str, start: &str) {
+    medallion(env, &["generate", "--partners", partners, "--days", days, "--rows", "30", "--start-date", start, "--out", &env.landing, "-q"]).ok();
+}
+
+fn status(env: &Env, warehouse: &str, date: Option<&str>) -> serde_json::Value {
+    let mut args = vec!["status", "--json", "--warehouse", warehouse];
+    if let Some(d) = date {
+        args.extend(["--date", d]);
+    }
+    medallion(env, &args).ok().json()
+}
+
+/// Silver's current tables as sorted CSV (for comparing two lakes).
+fn silver_dump(env: &Env) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in ["products", "customers", "orders", "order_items", "inventory", "campaigns", "products_history", "quarantine"] {
+        let csv = medallion(env, &["sql", &format!("SELECT * FROM silver.{t}"), "--format", "csv"]).ok().stdout;
+        let mut lines: Vec<String> = csv
+            .lines()
+            .map(|l| {
+                // _ingested_at and run-time columns differ between two runs by nature.
+                l.split(',').filter(|c| !c.contains('T') || !c.ends_with('Z')).collect::<Vec<_>>().join(",")
+            })
+            .collect();
+        lines.sort();
+        out.push(format!("{t}: {}", lines.join("\n")));
+    }
+    out
+}
+
+both!(run_records_everything_in_the_ledger, run_and_status);
+
+fn run_and_status(env: Env) {
+    let Some(pg) = postgres("run") else { return };
+    gen(&env, "2", "2", "2026-11-18");
+    for d in ["2026-11-18", "2026-11-19"] {
+        let r = medallion(&env, &["run", "--date", d, "--json", "--warehouse", &pg.url]).ok().json();
+        assert_eq!(r["status"], "completed", "{r:#}");
+        assert_eq!(r["stages"].as_array().unwrap().len(), 3);
+    }
+    let nothing = medallion(&env, &["run", "--date", "2026-11-25", "--warehouse", &pg.url]);
+    assert_eq!(nothing.code, 4, "nothing to do has its own exit code: {}", nothing.stderr);
+
+    let st = status(&env, &pg.url, Some("2026-11-19"));
+    let run = &st["runs"][0];
+    assert_eq!((run["status"].as_str(), run["kind"].as_str()), (Some("completed"), Some("run")));
+    let jobs: Vec<(&str, &str)> = run["jobs"].as_array().unwrap().iter().map(|j| (j["stage"].as_str().unwrap(), j["status"].as_str().unwrap())).collect();
+    assert_eq!(jobs, vec![("bronze", "completed"), ("silver", "completed"), ("gold", "completed")]);
+    let feeds = st["feeds"].as_array().unwrap();
+    assert!(feeds.len() >= 10, "{st:#}");
+    for f in feeds.iter().filter(|f| f["status"] == "landed") {
+        let n = |k: &str| f[k].as_str().unwrap().parse::<u64>().unwrap();
+        assert_eq!(n("rows_read"), n("valid") + n("rejected") + n("duplicate"), "{f}");
+        assert!(f["feed_id"].as_str().unwrap().starts_with("FD"));
+    }
+    assert!(feeds.iter().any(|f| f["status"] == "quarantined" && f["reason"].is_string()), "the generator's bad files are listed with their reason");
+    assert_eq!(st["product_diffs"].as_array().unwrap().len(), 2);
+    let skipped = status(&env, &pg.url, Some("2026-11-25"));
+    assert_eq!(skipped["runs"][0]["status"], "skipped");
+    assert_eq!(warehouse_gold(&pg.url), lake_gold(&env.lake));
+    // The text view too.
+    let text = medallion(&env, &["status", "--warehouse", &pg.url]).ok().stdout;
+    assert!(text.contains("balanced") && text.contains("products 2026-11-19"), "{text}");
+}
+
+#[test]
+fn backfill_ends_in_the_state_of_a_clean_sequential_run() {
+    let seq = local();
+    gen(&seq, "2", "3", "2026-11-18");
+    for d in ["2026-11-18", "2026-11-19", "2026-11-20"] {
+        medallion(&seq, &["run", "--date", d, "-q"]).ok();
+    }
+    // A second lake from the same feeds: a day run twice out of order, then backfilled.
+    let other = local();
+    gen(&other, "2", "3", "2026-11-18");
+    for d in ["2026-11-18", "2026-11-19", "2026-11-20", "2026-11-19"] {
+        medallion(&other, &["run", "--date", d, "-q"]).ok();
+    }
+    let r = medallion(&other, &["backfill", "--from", "2026-11-19", "--to", "2026-11-19", "--json"]).ok().json();
+    let dates: Vec<&str> = r["dates"].as_array().unwrap().iter().map(|d| d["date"].as_str().unwrap()).collect();
+    assert_eq!(dates, vec!["2026-11-19", "2026-11-20"], "the later date silver had run is run again too");
+    assert_eq!(silver_dump(&other), silver_dump(&seq));
+    let wh = |e: &Env| format!("sqlite://{}/warehouse.db", e.lake);
+    assert_eq!(warehouse_gold(&wh(&other)), warehouse_gold(&wh(&seq)));
+    assert_eq!(warehouse_gold(&wh(&other)), lake_gold(&other.lake));
+}
+
+both!(the_lake_lock_excludes_a_second_run, lake_lock);
+
+fn put_lock(env: &Env, host: &str, pid: u32, heartbeat: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use object_store::ObjectStoreExt;
+        let loc = schemas::Location::open("lake", &env.lake, true).unwrap();
+        let body = serde_json::json!({ "host": host, "pid": pid, "command": "medallion run --date 2026-11-18", "started_at": heartbeat, "heartbeat_at": heartbeat });
+        loc.store.put(&object_store::path::Path::from("_medallion/lock.json"), body.to_string().into_bytes().into()).await.unwrap();
+    });
+}
+
+fn lake_lock(env: Env) {
+    gen(&env, "1", "1", "2026-11-18");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let now = chrono::Utc::now().to_rfc3339();
+    // A live holder (this test process): the run waits, then gives up with exit code 5.
+    put_lock(&env, &host, std::process::id(), &now);
+    let started = Instant::now();
+    let r = medallion(&env, &["bronze", "--date", "2026-11-18", "--lock-timeout", "2"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(r.stderr.contains("locked by medallion run --date 2026-11-18") && r.stderr.contains(&format!("pid {}", std::process::id())), "{}", r.stderr);
+    assert!(list_lake(&env, "bronze").is_empty(), "nothing was written");
+    // A holder on another machine whose heartbeat stopped long ago: stale, taken over.
+    put_lock(&env, "other-machine", 4242, "2026-01-01T00:00:00Z");
+    let r = medallion(&env, &["bronze", "--date", "2026-11-18", "--lock-timeout", "0"]).ok();
+    assert!(r.stderr.contains("taking over a stale lake lock") && r.stderr.contains("other-machine"), "{}", r.stderr);
+    assert!(read_lake(&env, "_medallion/lock.json").is_none(), "released after the run");
+    // A dead process on this host: stale at once.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    put_lock(&env, &host, pid, &now);
+    let r = medallion(&env, &["silver", "--date", "2026-11-18", "--lock-timeout", "0"]).ok();
+    assert!(r.stderr.contains(&format!("process {pid} on this host is gone")), "{}", r.stderr);
+}
+
+#[test]
+fn concurrent_runs_never_write_at_once() {
+    let env = local();
+    gen(&env, "2", "1", "2026-11-18");
+    // Two runs of the same date at once: one waits for the other; both succeed and the lake
+    // is exactly as after one run.
+    let spawn = || {
+        Command::new(BIN)
+            .args(["run", "--date", "2026-11-18", "--json", "--lock-timeout", "120"])
+            .env("MEDALLION_LAKE", &env.lake)
+            .env("MEDALLION_LANDING", &env.landing)
+            .current_dir(env.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success(), "{}\n{}", String::from_utf8_lossy(&a.stderr), String::from_utf8_lossy(&b.stderr));
+    let waited = String::from_utf8_lossy(&a.stderr).contains("waiting for the lake lock") || String::from_utf8_lossy(&b.stderr).contains("waiting for the lake lock");
+    assert!(waited, "one run waited for the other");
+    let feeds = medallion(&env, &["feeds", "--json"]).ok().json();
+    let landed = feeds.as_array().unwrap().len();
+    let single = local();
+    gen(&single, "2", "1", "2026-11-18");
+    medallion(&single, &["run", "--date", "2026-11-18", "-q"]).ok();
+    assert_eq!(landed, medallion(&single, &["feeds", "--json"]).ok().json().as_array().unwrap().len());
+    assert_eq!(silver_dump(&env), silver_dump(&single));
+}
+
+/// kill -9 during silver, then re-run: the lake equals a clean run's.
+#[test]
+fn killed_during_silver_then_rerun() {
+    let env = local();
+    gen(&env, "2", "2", "2026-11-18");
+    medallion(&env, &["run", "--date", "2026-11-18", "-q"]).ok();
+    let out = Command::new(BIN)
+        .args(["run", "--date", "2026-11-19"])
+        .env("MEDALLION_LAKE", &env.lake)
+        .env("MEDALLION_LANDING", &env.landing)
+        .env("MEDALLION_FAULT", "silver.dataset#3:abort")
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fault injection"));
+    // The lock of the killed run is stale (its process is gone): the re-run takes it over,
+    // undoes the half-written silver run and runs the date again.
+    let r = medallion(&env, &["run", "--date", "2026-11-19"]).ok();
+    assert!(r.stderr.contains("stale lake lock"), "{}", r.stderr);
+    let clean = local();
+    gen(&clean, "2", "2", "2026-11-18");
+    medallion(&clean, &["run", "--date", "2026-11-18", "-q"]).ok();
+    medallion(&clean, &["run", "--date", "2026-11-19", "-q"]).ok();
+    assert_eq!(silver_dump(&env), silver_dump(&clean));
+    let wh = |e: &Env| format!("sqlite://{}/warehouse.db", e.lake);
+    assert_eq!(warehouse_gold(&wh(&env)), warehouse_gold(&wh(&clean)));
+}
+
+/// kill -9 during the PostgreSQL load of gold, then re-run: nothing partial, nothing lost.
+#[test]
+fn killed_during_gold_load_then_rerun() {
+    let env = local();
+    let Some(pg) = postgres("killgold") else { return };
+    gen(&env, "2", "2", "2026-11-18");
+    medallion(&env, &["run", "--date", "2026-11-18", "-q", "--warehouse", &pg.url]).ok();
+    let before = warehouse_gold(&pg.url);
+    let out = Command::new(BIN)
+        .args(["run", "--date", "2026-11-19", "--warehouse", &pg.url])
+        .env("MEDALLION_LAKE", &env.lake)
+        .env("MEDALLION_LANDING", &env.landing)
+        .env("MEDALLION_FAULT", "gold.load#5:abort")
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(warehouse_gold(&pg.url), before, "the killed load is invisible");
+    medallion(&env, &["run", "--date", "2026-11-19", "-q", "--warehouse", &pg.url]).ok();
+    assert_eq!(warehouse_gold(&pg.url), lake_gold(&env.lake));
+}
+
+/// A TCP proxy in front of the S3 server that can be switched off (connections refused) and
+/// on again: a real outage of a real S3 endpoint.
+struct Proxy {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn new(target: &str) -> Proxy {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, target) = (up.clone(), target.to_string());
+        std::thread::spawn(move || loop {
+            if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("rebind proxy port");
+            listener.set_nonblocking(true).unwrap();
+            while flag.load(std::sync::atomic::Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let server = std::net::TcpStream::connect(&target).unwrap();
+                        let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                        let (mut c, mut s) = (client, server);
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut c, &mut s);
+                            let _ = s.shutdown(std::net::Shutdown::Write);
+                        });
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut s2, &mut c2);
+                            let _ = c2.shutdown(std::net::Shutdown::Write);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Proxy { port, up }
+    }
+
+    fn set(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn s3_outage_is_retried_and_recovers() {
+    let Some(env) = s3("outage") else { return };
+    gen(&env, "1", "1", "2026-11-18");
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let target = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let proxy = Proxy::new(&target);
+    let via_proxy = |retries: &str| {
+        Command::new(BIN)
+            .args(["run", "--date", "2026-11-18", "--retries", retries])
+            .env("MEDALLION_LAKE", &env.lake)
+            .env("MEDALLION_LANDING", &env.landing)
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", proxy.port))
+            .env("MEDALLION_RETRY_BASE_MS", "400")
+            .env("MEDALLION_S3_MAX_RETRIES", "0")
+            .current_dir(env.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Down for good: a clear error naming the endpoint, exit code 3, after the retries.
+    let out = via_proxy("1").wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{}", proxy.port)) && stderr.contains("retrying"), "{stderr}");
+    // Down, then back: the run retries and completes.
+    let child = via_proxy("8");
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy.set(true);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("retrying"), "{stderr}");
+    assert_eq!(warehouse_gold(&format!("sqlite://{}/warehouse.db", env.dir.path().display())), lake_gold(&env.lake));
+}
+
+#[test]
+fn postgres_unreachable_is_a_clear_error_and_writes_nothing() {
+    let env = local();
+    gen(&env, "1", "1", "2026-11-18");
+    let r = medallion(&env, &["run", "--date", "2026-11-18", "--retries", "0", "--warehouse", "postgres://postgres@127.0.0.1:1/nowhere"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("cannot reach the warehouse postgres://postgres@127.0.0.1:1/nowhere"), "{}", r.stderr);
+    assert!(list_lake(&env, "gold").is_empty() && list_lake(&env, "silver").is_empty());
+    // With retries it says so, and still fails cleanly.
+    let r = Command::new(BIN)
+        .args(["gold", "--date", "2026-11-18", "--warehouse", "postgres://u:secret@127.0.0.1:1/db"])
+        .env("MEDALLION_LAKE", &env.lake)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(3));
+    assert!(!stderr.contains("secret"), "passwords never appear: {stderr}");
+}
+
+#[test]
+fn schedule_catches_up_and_stops_on_sigterm() {
+    let env = local();
+    let today = chrono::Utc::now().date_naive();
+    let start = (today - chrono::Days::new(2)).format("%Y-%m-%d").to_string();
+    gen(&env, "1", "2", &start);
+    let wh = format!("sqlite://{}/wh.db", env.dir.path().display());
+    let child = Command::new(BIN)
+        .args(["schedule", "--cron", "0 1 * * *", "--catch-up-days", "2", "--warehouse", &wh])
+        .env("MEDALLION_LAKE", &env.lake)
+        .env("MEDALLION_LANDING", &env.landing)
+        .current_dir(env.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut done = false;
+    while Instant::now() < deadline && !done {
+        std::thread::sleep(Duration::from_millis(500));
+        if std::path::Path::new(&format!("{}/wh.db", env.dir.path().display())).exists() {
+            let st = medallion(&env, &["status", "--json", "--warehouse", &wh]);
+            if st.code == 0 {
+                let runs = st.json()["runs"].as_array().cloned().unwrap_or_default();
+                done = runs.iter().filter(|r| r["status"] == "completed" && r["kind"] == "schedule").count() == 2;
+            }
+        }
+    }
+    assert!(done, "the scheduler caught up the two missed days");
+    let sent = Instant::now();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(sent.elapsed() < Duration::from_secs(10), "SIGTERM stops the waiting scheduler promptly");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("next run at") && stderr.contains("signal received"), "{stderr}");
+}
