@@ -2,7 +2,9 @@
 
 ``medallion_nightly``
     At 01:00 UTC every day, for the business date that just ended, runs
-    ``medallion bronze --date {{ ds }}``, then ``silver``, then ``gold``.
+    ``medallion run --stages bronze --date {{ ds }}``, then ``silver``, then ``gold``: each
+    task is one stage, recorded in the run ledger (``medallion status``), under the lake lock,
+    with the binary's own retries of transient failures.
     The schedule is a *data-interval* cron timetable, so the run that starts on
     2026-11-20 at 01:00 has ``ds`` = 2026-11-19: it processes the day before, as the crontab
     example does with ``date -d yesterday``. (Airflow 3's plain ``schedule="0 1 * * *"``
@@ -141,9 +143,9 @@ with DAG(
     tags=["medallion"],
     doc_md=__doc__,
 ) as nightly:
-    bronze = medallion_task("bronze", "bronze --date {{ ds }}")
-    silver = medallion_task("silver", "silver --date {{ ds }}")
-    gold = medallion_task("gold", "gold --date {{ ds }}", execution_timeout=timedelta(hours=1))
+    bronze = medallion_task("bronze", "run --stages bronze --date {{ ds }}")
+    silver = medallion_task("silver", "run --stages silver --date {{ ds }}")
+    gold = medallion_task("gold", "run --stages gold --date {{ ds }}", execution_timeout=timedelta(hours=1))
     bronze >> silver >> gold
 
 

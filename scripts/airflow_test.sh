@@ -269,7 +269,7 @@ for t in bronze silver gold; do
 done
 check "$DAY: the DAG run succeeded (airflow dags test exit 0)" \
   eval '[ "$DAGS_TEST_RC" = 0 ] && is_state run success'
-check "$DAY: gold rendered {{ ds }} as --date $DAY" grep -q -- "gold --date $DAY" "$LOGS/nightly.log"
+check "$DAY: gold rendered {{ ds }} as --date $DAY" grep -q -- "--stages gold --date $DAY" "$LOGS/nightly.log"
 rows="$("$VENV/bin/python" - "$WAREHOUSE" "$DAY" <<'EOF' 2>&1 || true
 import sqlite3, sys
 path, day = sys.argv[1], sys.argv[2]

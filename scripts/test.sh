@@ -9,4 +9,10 @@ eval "$(scripts/services.sh start)"
 # Service tests must fail, never skip, when a service is missing.
 unset MEDALLION_SKIP_SERVICE_TESTS
 echo "== cargo test (debug build; target $CARGO_TARGET_DIR)" >&2
-cargo test --workspace --locked --no-fail-fast "$@"
+rc=0
+cargo test --workspace --locked --no-fail-fast "$@" || rc=$?
+# The Airflow DAG under real Airflow (installed into a cached venv on first use), driving the
+# binary cargo test just built.
+echo "== Airflow DAG test (real Airflow; first run installs it into \${MEDALLION_CACHE:-~/.cache/medallion}/airflow-venv)" >&2
+scripts/airflow_test.sh "$CARGO_TARGET_DIR/debug/medallion" || rc=$?
+exit "$rc"
