@@ -786,14 +786,15 @@ mod tests {
         assert_eq!(enc(-1234), (0, 0x4000, vec![12, 3400])); // -12.34
         assert_eq!(enc(1_000_000), (1, 0, vec![1])); // 10000.00
         assert_eq!(enc(123_456_789_05), (2, 0, vec![1, 2345, 6789, 500])); // 123456789.05
-        assert_eq!(enc(999_999_999_999_999_999), (3, 0, vec![9, 9999, 9999, 9999, 9900]));
+        assert_eq!(enc(999_999_999_999_999_999), (3, 0, vec![9999, 9999, 9999, 9999, 9900])); // 9999999999999999.99
     }
 
     #[test]
     fn text_renderings() {
         assert_eq!(money_string(-5), "-0.05");
         assert_eq!(money_string(123456), "1234.56");
-        assert_eq!(date_string(20_411), "2025-11-18");
+        assert_eq!(date_string(20_411), "2025-11-19");
+        assert_eq!(date_string(0), "1970-01-01");
         let mut out = Vec::new();
         copy_text_escape("a\tb\\c\nd", &mut out);
         assert_eq!(out, b"a\\tb\\\\c\\nd");

@@ -389,6 +389,10 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("medallion: internal error (this is a bug, please report it): {info}");
     }));
+    if let Err(message) = load_config_file() {
+        eprintln!("medallion: error: {message}");
+        return ExitCode::from(exit::USAGE);
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDALLION_LOG")
         .unwrap_or_else(|_| {
@@ -420,6 +424,49 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
+}
+
+/// Settings a `medallion.toml` may hold, and the environment variable each stands for.
+const CONFIG_KEYS: &[(&str, &str)] = &[
+    ("lake", "MEDALLION_LAKE"),
+    ("landing", "MEDALLION_LANDING"),
+    ("warehouse", "MEDALLION_WAREHOUSE"),
+    ("retries", "MEDALLION_RETRIES"),
+    ("lock_timeout", "MEDALLION_LOCK_TIMEOUT"),
+    ("log", "MEDALLION_LOG"),
+    ("s3_max_retries", "MEDALLION_S3_MAX_RETRIES"),
+];
+
+/// Reads `medallion.toml` (or the file named by MEDALLION_CONFIG): each setting becomes the
+/// default of its environment variable, so the precedence is flags > environment > file.
+/// Unknown keys are errors (a typo must not be silently ignored).
+fn load_config_file() -> Result<(), String> {
+    let (path, explicit) = match std::env::var("MEDALLION_CONFIG") {
+        Ok(p) if !p.is_empty() => (PathBuf::from(p), true),
+        _ => (PathBuf::from("medallion.toml"), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(()),
+        Err(e) => return Err(format!("config file {}: {e}", path.display())),
+    };
+    let table: toml::Table = text.parse().map_err(|e| format!("config file {}: {e}", path.display()))?;
+    for (key, value) in &table {
+        let Some((_, var)) = CONFIG_KEYS.iter().find(|(k, _)| k == key) else {
+            let known: Vec<&str> = CONFIG_KEYS.iter().map(|(k, _)| *k).collect();
+            return Err(format!("config file {}: unknown setting {key:?} (known: {})", path.display(), known.join(", ")));
+        };
+        let value = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            other => return Err(format!("config file {}: {key} must be a string or an integer, not {}", path.display(), other.type_str())),
+        };
+        if std::env::var_os(var).is_none() {
+            // Before any thread exists: setting the environment is sound here.
+            std::env::set_var(var, value);
+        }
+    }
+    Ok(())
 }
 
 fn check_date(date: &str) -> Result<(), Failure> {

@@ -102,3 +102,31 @@ fn feed_docs_are_generated_from_the_contract() {
     assert!(docs == r.stdout, "docs/feeds.md is stale: regenerate it with `medallion contract > docs/feeds.md`");
     assert!(r.stdout.contains("| `price` | yes | money | ≥ 0 |"), "{}", r.stdout);
 }
+
+#[test]
+fn medallion_toml_sets_defaults_below_flags_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("medallion.toml"), "lake = \"from-toml-lake\"\nlanding = \"from-toml-landing\"\nretries = 1\n").unwrap();
+    let run = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(BIN);
+        c.args(args).current_dir(dir.path()).env_remove("MEDALLION_LAKE").env_remove("MEDALLION_LANDING").env_remove("MEDALLION_CONFIG");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    assert!(run(&["generate", "--partners", "1", "--days", "1", "--rows", "5", "-q"], &[]).status.success());
+    assert!(dir.path().join("from-toml-landing").is_dir(), "the file's landing zone is used");
+    assert!(run(&["bronze", "--date", "2026-11-18", "-q"], &[]).status.success());
+    assert!(dir.path().join("from-toml-lake/bronze").is_dir(), "the file's lake is used");
+    // The environment wins over the file, a flag over both.
+    assert!(run(&["bronze", "--date", "2026-11-18", "-q"], &[("MEDALLION_LAKE", "env-lake")]).status.success());
+    assert!(dir.path().join("env-lake/bronze").is_dir());
+    assert!(run(&["bronze", "--date", "2026-11-18", "-q", "--lake", "flag-lake"], &[("MEDALLION_LAKE", "env-lake")]).status.success());
+    assert!(dir.path().join("flag-lake/bronze").is_dir());
+    // A typo is an error, not silently ignored.
+    std::fs::write(dir.path().join("medallion.toml"), "lak = \"x\"\n").unwrap();
+    let out = run(&["feeds"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting \"lak\""), "{}", String::from_utf8_lossy(&out.stderr));
+}

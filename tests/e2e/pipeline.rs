@@ -71,15 +71,25 @@ fn run_and_status(env: Env) {
     assert!(text.contains("balanced") && text.contains("products 2026-11-19"), "{text}");
 }
 
-#[test]
-fn backfill_ends_in_the_state_of_a_clean_sequential_run() {
-    let seq = local();
+both!(backfill_ends_in_the_state_of_a_clean_sequential_run, backfill_equals_sequential);
+
+/// The default embedded warehouse of an env: inside a local lake, ./warehouse.db (the test's
+/// folder) next to an S3 lake.
+fn default_wh(env: &Env) -> String {
+    if env.lake.starts_with("s3://") {
+        format!("sqlite://{}/warehouse.db", env.dir.path().display())
+    } else {
+        format!("sqlite://{}/warehouse.db", env.lake)
+    }
+}
+
+fn backfill_equals_sequential(seq: Env) {
     gen(&seq, "2", "3", "2026-11-18");
     for d in ["2026-11-18", "2026-11-19", "2026-11-20"] {
         medallion(&seq, &["run", "--date", d, "-q"]).ok();
     }
     // A second lake from the same feeds: a day run twice out of order, then backfilled.
-    let other = local();
+    let other = if seq.lake.starts_with("s3://") { s3("backfill-other").unwrap() } else { local() };
     gen(&other, "2", "3", "2026-11-18");
     for d in ["2026-11-18", "2026-11-19", "2026-11-20", "2026-11-19"] {
         medallion(&other, &["run", "--date", d, "-q"]).ok();
@@ -88,9 +98,10 @@ fn backfill_ends_in_the_state_of_a_clean_sequential_run() {
     let dates: Vec<&str> = r["dates"].as_array().unwrap().iter().map(|d| d["date"].as_str().unwrap()).collect();
     assert_eq!(dates, vec!["2026-11-19", "2026-11-20"], "the later date silver had run is run again too");
     assert_eq!(silver_dump(&other), silver_dump(&seq));
-    let wh = |e: &Env| format!("sqlite://{}/warehouse.db", e.lake);
-    assert_eq!(warehouse_gold(&wh(&other)), warehouse_gold(&wh(&seq)));
-    assert_eq!(warehouse_gold(&wh(&other)), lake_gold(&other.lake));
+    assert_eq!(warehouse_gold(&default_wh(&other)), warehouse_gold(&default_wh(&seq)));
+    assert_eq!(warehouse_gold(&default_wh(&other)), lake_gold(&other.lake));
+    let st = status(&other, &default_wh(&other), Some("2026-11-20"));
+    assert_eq!(st["runs"][0]["kind"], "backfill");
 }
 
 both!(the_lake_lock_excludes_a_second_run, lake_lock);
@@ -322,7 +333,8 @@ fn schedule_catches_up_and_stops_on_sigterm() {
     let today = chrono::Utc::now().date_naive();
     let start = (today - chrono::Days::new(2)).format("%Y-%m-%d").to_string();
     gen(&env, "1", "2", &start);
-    let wh = format!("sqlite://{}/wh.db", env.dir.path().display());
+    let Some(pg) = postgres("schedule") else { return };
+    let wh = pg.url.clone();
     let child = Command::new(BIN)
         .args(["schedule", "--cron", "0 1 * * *", "--catch-up-days", "2", "--warehouse", &wh])
         .env("MEDALLION_LAKE", &env.lake)
@@ -336,12 +348,10 @@ fn schedule_catches_up_and_stops_on_sigterm() {
     let mut done = false;
     while Instant::now() < deadline && !done {
         std::thread::sleep(Duration::from_millis(500));
-        if std::path::Path::new(&format!("{}/wh.db", env.dir.path().display())).exists() {
-            let st = medallion(&env, &["status", "--json", "--warehouse", &wh]);
-            if st.code == 0 {
-                let runs = st.json()["runs"].as_array().cloned().unwrap_or_default();
-                done = runs.iter().filter(|r| r["status"] == "completed" && r["kind"] == "schedule").count() == 2;
-            }
+        let st = medallion(&env, &["status", "--json", "--warehouse", &wh]);
+        if st.code == 0 {
+            let runs = st.json()["runs"].as_array().cloned().unwrap_or_default();
+            done = runs.iter().filter(|r| r["status"] == "completed" && r["kind"] == "schedule").count() == 2;
         }
     }
     assert!(done, "the scheduler caught up the two missed days");
@@ -352,4 +362,5 @@ fn schedule_catches_up_and_stops_on_sigterm() {
     assert!(sent.elapsed() < Duration::from_secs(10), "SIGTERM stops the waiting scheduler promptly");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("next run at") && stderr.contains("signal received"), "{stderr}");
+    assert_eq!(warehouse_gold(&wh), lake_gold(&env.lake));
 }
