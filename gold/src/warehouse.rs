@@ -363,7 +363,7 @@ impl Warehouse {
                 sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(PG_LOCK_KEY).execute(&mut *tx).await.map_err(e)?;
                 for (i, o) in outputs.iter().enumerate() {
                     let name = d.table("gold", o.table.name);
-                    let (filter, dates) = date_filter(d, o);
+                    let (filter, dates) = date_filter(o);
                     let deleted = sqlx::query(&format!("DELETE FROM {name}{filter}")).execute(&mut *tx).await.map_err(e)?.rows_affected();
                     let cols = o.table.columns.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
                     let stmt = match format {
@@ -432,7 +432,7 @@ impl Warehouse {
                 let mut tx = c.begin_with("BEGIN IMMEDIATE").await.map_err(e)?;
                 for (i, o) in outputs.iter().enumerate() {
                     let name = d.table("gold", o.table.name);
-                    let (filter, dates) = date_filter(d, o);
+                    let (filter, dates) = date_filter(o);
                     let deleted = sqlx::query(&format!("DELETE FROM {name}{filter}")).execute(&mut *tx).await.map_err(e)?.rows_affected();
                     let ncols = o.table.columns.len();
                     let cols = o.table.columns.iter().map(|c| c.name).collect::<Vec<_>>().join(", ");
@@ -573,12 +573,11 @@ fn verify(url: &str, o: &GoldOutput, loaded: u64, visible: u64) -> Result<(), Wa
 
 /// ` WHERE date_col IN (…)` for the dates an output replaces ('' for all rows), and the dates
 /// as strings for the report.
-fn date_filter(d: Dialect, o: &GoldOutput) -> (String, Vec<String>) {
+fn date_filter(o: &GoldOutput) -> (String, Vec<String>) {
     match (&o.dates, o.table.date_column) {
         (Dates::Only(s), Some(c)) => {
             let list: Vec<String> = s.iter().map(|x| quote_literal(x)).collect();
             let list = if list.is_empty() { "NULL".to_string() } else { list.join(", ") };
-            let _ = d;
             (format!(" WHERE {c} IN ({list})"), s.iter().cloned().collect())
         }
         _ => (String::new(), vec!["all".into()]),

@@ -907,7 +907,7 @@ async fn schedule(ctx: orchestrate::RunContext, cron: orchestrate::Cron, catch_u
         let mut day = first;
         while day <= yesterday && !ctx.stop.load(Ordering::SeqCst) {
             let date = day.format("%Y-%m-%d").to_string();
-            let guard = LockGuardOrSkip::take(&ctx, &date).await;
+            let guard = lock_for_schedule(&ctx, &date).await;
             if let Some(guard) = guard {
                 let result = orchestrate::run_date(&ctx, &mut wh, &date, "schedule", &orchestrate::STAGES).await;
                 guard.release().await;
@@ -1008,16 +1008,13 @@ async fn demo(dir: &std::path::Path, partners: usize, days: usize, rows: usize, 
     Ok(exit::OK)
 }
 
-struct LockGuardOrSkip;
-
-impl LockGuardOrSkip {
-    async fn take(ctx: &orchestrate::RunContext, date: &str) -> Option<lock::LakeLock> {
-        match lock::LakeLock::acquire(&ctx.lake, &format!("medallion schedule ({date})"), ctx.lock_wait).await {
-            Ok(g) => Some(g),
-            Err(lock::LockError::Held(m)) | Err(lock::LockError::Store(m)) => {
-                eprintln!("schedule: {date} not run now: {m}");
-                None
-            }
+/// The lake lock for one scheduled date, or None (said on stderr) when it cannot be had now.
+async fn lock_for_schedule(ctx: &orchestrate::RunContext, date: &str) -> Option<lock::LakeLock> {
+    match lock::LakeLock::acquire(&ctx.lake, &format!("medallion schedule ({date})"), ctx.lock_wait).await {
+        Ok(g) => Some(g),
+        Err(lock::LockError::Held(m)) | Err(lock::LockError::Store(m)) => {
+            eprintln!("schedule: {date} not run now: {m}");
+            None
         }
     }
 }

@@ -123,25 +123,21 @@ pub async fn run_silver(lake: &Location, date: &str) -> Result<SilverReport, Sil
     // Re-running the latest run date: undo that run first (nothing has been written since, as
     // every table is still at the version it left), so the re-run replays it exactly: the same
     // products diff, history and touched dates, not an "all unchanged" run on top of itself.
+    let mut versions = current_versions(&lh).await?;
     if let Some(prev) = read_record(lake, date).await? {
-        if prev.status == "completed" && current_versions(&lh).await? == prev.versions_after {
+        if prev.status == "completed" && versions == prev.versions_after {
             let undone = rollback(&lh, &prev.versions_before).await?;
             if !undone.is_empty() {
                 tracing::info!("re-running {date}: its previous run was undone first ({} tables)", undone.len());
+                versions = current_versions(&lh).await?;
             }
         } else if prev.status == "completed" {
             tracing::warn!("re-running {date} on top of later runs: the products diff compares with the current state; `medallion backfill --from {date}` replays history exactly");
         }
     }
 
-    // Record the versions before the first write.
-    for t in all_tables() {
-        if let Some(table) = lh.open(t).await? {
-            if let Some(v) = Lakehouse::version(&table) {
-                report.versions_before.insert(t.to_string(), v);
-            }
-        }
-    }
+    // The versions before the first write.
+    report.versions_before = versions;
     save_record(lake, &report).await?;
 
     match write_run(lake, &lh, date, &feeds, &mut report).await {
@@ -256,13 +252,7 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: &str, feeds: &[FeedRec
     report.total_mismatch = mismatch;
     report.business_dates = business_days.into_iter().map(date_string).collect();
     report.feeds = stats;
-    for t in all_tables() {
-        if let Some(table) = lh.open(t).await? {
-            if let Some(v) = Lakehouse::version(&table) {
-                report.versions_after.insert(t.to_string(), v);
-            }
-        }
-    }
+    report.versions_after = current_versions(lh).await?;
     report.status = "completed".into();
     save_record(lake, report).await?;
     Ok(())
@@ -309,6 +299,7 @@ pub async fn restore_before(lake: &Location, date: &str) -> Result<(Vec<String>,
     Ok((undone, later))
 }
 
+/// Every existing silver table's current version.
 async fn current_versions(lh: &Lakehouse) -> Result<BTreeMap<String, i64>, SilverError> {
     let mut out = BTreeMap::new();
     for t in all_tables() {

@@ -75,16 +75,17 @@ impl Run {
     }
 }
 
+/// A `medallion` command with the env's lake and landing zone, run in its scratch folder (for
+/// tests that need to add variables, spawn it, or look at the raw exit status).
+pub fn command(env: &Env, args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args).env("MEDALLION_LAKE", &env.lake).env("MEDALLION_LANDING", &env.landing).env_remove("MEDALLION_LOG").current_dir(env.dir.path());
+    c
+}
+
 /// Runs `medallion` with the env's lake and landing zone.
 pub fn medallion(env: &Env, args: &[&str]) -> Run {
-    let out: Output = Command::new(BIN)
-        .args(args)
-        .env("MEDALLION_LAKE", &env.lake)
-        .env("MEDALLION_LANDING", &env.landing)
-        .env_remove("MEDALLION_LOG")
-        .current_dir(env.dir.path())
-        .output()
-        .expect("run medallion");
+    let out: Output = command(env, args).output().expect("run medallion");
     let r = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

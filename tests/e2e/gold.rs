@@ -302,9 +302,7 @@ fn publish_is_atomic_when_the_connection_drops() {
     medallion(&env, &["silver", "--date", "2026-11-19", "-q"]).ok();
 
     // Pause after the third table is loaded, cut the connection from the server side.
-    let child = std::process::Command::new(BIN)
-        .args(["gold", "--date", "2026-11-19", "--warehouse", &pg.url])
-        .env("MEDALLION_LAKE", &env.lake)
+    let child = command(&env, &["gold", "--date", "2026-11-19", "--warehouse", &pg.url])
         .env("MEDALLION_FAULT", "gold.load#2:sleep=20000")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -341,9 +339,7 @@ fn publish_is_atomic_when_the_process_dies() {
     let before = warehouse_gold(&sqlite);
     medallion(&env, &["bronze", "--date", "2026-11-19", "-q"]).ok();
     medallion(&env, &["silver", "--date", "2026-11-19", "-q"]).ok();
-    let out = std::process::Command::new(BIN)
-        .args(["gold", "--date", "2026-11-19"])
-        .env("MEDALLION_LAKE", &env.lake)
+    let out = command(&env, &["gold", "--date", "2026-11-19"])
         .env("MEDALLION_FAULT", "gold.load#4:abort")
         .output()
         .unwrap();
@@ -359,11 +355,8 @@ fn failed_reconciliation_publishes_nothing() {
     medallion(&env, &["generate", "--partners", "1", "--days", "1", "--rows", "20", "--out", &env.landing, "-q"]).ok();
     medallion(&env, &["bronze", "--date", "2026-11-18", "-q"]).ok();
     medallion(&env, &["silver", "--date", "2026-11-18", "-q"]).ok();
-    let out = std::process::Command::new(BIN)
-        .args(["gold", "--date", "2026-11-18"])
-        .env("MEDALLION_LAKE", &env.lake)
+    let out = command(&env, &["gold", "--date", "2026-11-18"])
         .env("MEDALLION_FAULT", "gold.check.tables_agree:error")
-        .current_dir(env.dir.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -413,9 +406,7 @@ fn readonly_role_reads_gold_only() {
     medallion(&env, &["generate", "--partners", "1", "--days", "1", "--rows", "10", "--out", &env.landing, "-q"]).ok();
     run_day(&env, "2026-11-18", &[&pg.url]);
     let role = format!("bi_{}", std::process::id());
-    let r = std::process::Command::new(BIN)
-        .args(["warehouse", "grant-readonly", "--role", &role, "--password-env", "BI_PW", "--warehouse", &pg.url])
-        .env("MEDALLION_LAKE", &env.lake)
+    let r = command(&env, &["warehouse", "grant-readonly", "--role", &role, "--password-env", "BI_PW", "--warehouse", &pg.url])
         .env("BI_PW", "s3cret'pw")
         .output()
         .unwrap();

@@ -149,11 +149,7 @@ fn concurrent_runs_never_write_at_once() {
     // Two runs of the same date at once: one waits for the other; both succeed and the lake
     // is exactly as after one run.
     let spawn = || {
-        Command::new(BIN)
-            .args(["run", "--date", "2026-11-18", "--json", "--lock-timeout", "120"])
-            .env("MEDALLION_LAKE", &env.lake)
-            .env("MEDALLION_LANDING", &env.landing)
-            .current_dir(env.dir.path())
+        command(&env, &["run", "--date", "2026-11-18", "--json", "--lock-timeout", "120"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -179,12 +175,8 @@ fn killed_during_silver_then_rerun() {
     let env = local();
     gen(&env, "2", "2", "2026-11-18");
     medallion(&env, &["run", "--date", "2026-11-18", "-q"]).ok();
-    let out = Command::new(BIN)
-        .args(["run", "--date", "2026-11-19"])
-        .env("MEDALLION_LAKE", &env.lake)
-        .env("MEDALLION_LANDING", &env.landing)
+    let out = command(&env, &["run", "--date", "2026-11-19"])
         .env("MEDALLION_FAULT", "silver.dataset#3:abort")
-        .current_dir(env.dir.path())
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -198,8 +190,7 @@ fn killed_during_silver_then_rerun() {
     medallion(&clean, &["run", "--date", "2026-11-18", "-q"]).ok();
     medallion(&clean, &["run", "--date", "2026-11-19", "-q"]).ok();
     assert_eq!(silver_dump(&env), silver_dump(&clean));
-    let wh = |e: &Env| format!("sqlite://{}/warehouse.db", e.lake);
-    assert_eq!(warehouse_gold(&wh(&env)), warehouse_gold(&wh(&clean)));
+    assert_eq!(warehouse_gold(&default_wh(&env)), warehouse_gold(&default_wh(&clean)));
 }
 
 /// kill -9 during the PostgreSQL load of gold, then re-run: nothing partial, nothing lost.
@@ -210,12 +201,8 @@ fn killed_during_gold_load_then_rerun() {
     gen(&env, "2", "2", "2026-11-18");
     medallion(&env, &["run", "--date", "2026-11-18", "-q", "--warehouse", &pg.url]).ok();
     let before = warehouse_gold(&pg.url);
-    let out = Command::new(BIN)
-        .args(["run", "--date", "2026-11-19", "--warehouse", &pg.url])
-        .env("MEDALLION_LAKE", &env.lake)
-        .env("MEDALLION_LANDING", &env.landing)
+    let out = command(&env, &["run", "--date", "2026-11-19", "--warehouse", &pg.url])
         .env("MEDALLION_FAULT", "gold.load#5:abort")
-        .current_dir(env.dir.path())
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -279,14 +266,10 @@ fn s3_outage_is_retried_and_recovers() {
     let target = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
     let proxy = Proxy::new(&target);
     let via_proxy = |retries: &str| {
-        Command::new(BIN)
-            .args(["run", "--date", "2026-11-18", "--retries", retries])
-            .env("MEDALLION_LAKE", &env.lake)
-            .env("MEDALLION_LANDING", &env.landing)
+        command(&env, &["run", "--date", "2026-11-18", "--retries", retries])
             .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", proxy.port))
             .env("MEDALLION_RETRY_BASE_MS", "400")
             .env("MEDALLION_S3_MAX_RETRIES", "0")
-            .current_dir(env.dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -305,7 +288,7 @@ fn s3_outage_is_retried_and_recovers() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("retrying"), "{stderr}");
-    assert_eq!(warehouse_gold(&format!("sqlite://{}/warehouse.db", env.dir.path().display())), lake_gold(&env.lake));
+    assert_eq!(warehouse_gold(&default_wh(&env)), lake_gold(&env.lake));
 }
 
 #[test]
@@ -317,9 +300,7 @@ fn postgres_unreachable_is_a_clear_error_and_writes_nothing() {
     assert!(r.stderr.contains("cannot reach the warehouse postgres://postgres@127.0.0.1:1/nowhere"), "{}", r.stderr);
     assert!(list_lake(&env, "gold").is_empty() && list_lake(&env, "silver").is_empty());
     // With retries it says so, and still fails cleanly.
-    let r = Command::new(BIN)
-        .args(["gold", "--date", "2026-11-18", "--warehouse", "postgres://u:secret@127.0.0.1:1/db"])
-        .env("MEDALLION_LAKE", &env.lake)
+    let r = command(&env, &["gold", "--date", "2026-11-18", "--warehouse", "postgres://u:secret@127.0.0.1:1/db"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&r.stderr);
@@ -335,11 +316,7 @@ fn schedule_catches_up_and_stops_on_sigterm() {
     gen(&env, "1", "2", &start);
     let Some(pg) = postgres("schedule") else { return };
     let wh = pg.url.clone();
-    let child = Command::new(BIN)
-        .args(["schedule", "--cron", "0 1 * * *", "--catch-up-days", "2", "--warehouse", &wh])
-        .env("MEDALLION_LAKE", &env.lake)
-        .env("MEDALLION_LANDING", &env.landing)
-        .current_dir(env.dir.path())
+    let child = command(&env, &["schedule", "--cron", "0 1 * * *", "--catch-up-days", "2", "--warehouse", &wh])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
