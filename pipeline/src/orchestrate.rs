@@ -1,5 +1,7 @@
-//! `run`, `backfill` and `schedule`: the stages chained under the lake lock, each attempt
-//! recorded in the run ledger, transient failures retried with exponential backoff and jitter.
+//! Stages chained for one date under the lake lock: each attempt is recorded in the run
+//! ledger and a stage that failed for a transient reason is retried with exponential backoff
+//! and full jitter. Every command that runs a stage (`bronze`, `silver`, `gold`, `run`,
+//! `backfill`, `schedule`, `demo`) goes through [`run_date`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,27 +9,41 @@ use std::time::Duration;
 
 use schemas::Location;
 
-use crate::{exit, ledger, Failure};
+use crate::stage::{Stage, StageOutcome};
+use crate::{exit, ledger, lock, Failure};
 
-pub const STAGES: [&str; 3] = ["bronze", "silver", "gold"];
+/// Options of the stages themselves.
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    /// Files bronze lands at once.
+    pub concurrency: usize,
+    /// Gold recomputes and republishes every date.
+    pub full: bool,
+    pub copy_format: gold::warehouse::CopyFormat,
+}
 
+impl Default for StageOptions {
+    fn default() -> Self {
+        StageOptions {
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            full: false,
+            copy_format: gold::warehouse::CopyFormat::Binary,
+        }
+    }
+}
+
+/// Everything a run needs, opened once per command.
 pub struct RunContext {
-    pub landing: Location,
+    /// Only bronze reads the landing zone.
+    pub landing: Option<Location>,
     pub lake: Location,
     pub warehouse_url: String,
     pub retries: u32,
     pub lock_wait: Duration,
     pub quiet: bool,
+    pub options: StageOptions,
     /// Set by SIGTERM / SIGINT: finish the current stage, start no other.
     pub stop: Arc<AtomicBool>,
-}
-
-/// How one stage ended.
-pub struct StageOutcome {
-    pub skipped: bool,
-    pub rows: Option<u64>,
-    pub summary: serde_json::Value,
-    pub line: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -39,6 +55,13 @@ pub struct RunSummary {
     pub error: Option<String>,
 }
 
+/// A finished run: its summary, each stage's typed outcome and the exit code.
+pub struct RunOutcome {
+    pub summary: RunSummary,
+    pub stages: Vec<StageOutcome>,
+    pub code: u8,
+}
+
 pub fn backoff(attempt: u32) -> Duration {
     let base = std::env::var("MEDALLION_RETRY_BASE_MS").ok().and_then(|v| v.parse::<u64>().ok()).unwrap_or(2000);
     let exp = base.saturating_mul(1 << attempt.min(6)).min(120_000);
@@ -48,70 +71,59 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(exp / 2 + mixed % (exp / 2 + 1))
 }
 
-async fn stage_once(ctx: &RunContext, wh: &mut gold::Warehouse, stage: &str, date: &str) -> Result<StageOutcome, Failure> {
-    match stage {
-        "bronze" => {
-            let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let report = bronze::land_date(&ctx.landing, &ctx.lake, date, concurrency, &|_| {}).await?;
-            let rows = report.rows_landed();
-            let line = format!(
-                "{} landed ({rows} rows), {} quarantined, {} already landed",
-                report.count(bronze::LandAction::Landed),
-                report.count(bronze::LandAction::Quarantined),
-                report.count(bronze::LandAction::AlreadyLanded)
-            );
-            let summary = serde_json::json!({
-                "landed": report.count(bronze::LandAction::Landed),
-                "quarantined": report.count(bronze::LandAction::Quarantined),
-                "already_landed": report.count(bronze::LandAction::AlreadyLanded),
-                "ignored": report.ignored.len(),
-            });
-            Ok(StageOutcome { skipped: report.feeds.is_empty(), rows: Some(rows), summary, line })
-        }
-        "silver" => {
-            let registry = bronze::Registry::new(&ctx.lake);
-            match silver::run_silver(&ctx.lake, date).await {
-                Ok(r) => {
-                    let feeds = registry.feeds_for_date(date).await?;
-                    ledger::sync_feeds(wh, date, &feeds, Some(&r)).await?;
-                    let rows: u64 = r.feeds.iter().map(|f| f.rows_read).sum();
-                    let line = format!(
-                        "{} feeds reconciled, {} rows read, {} rejected, {} duplicate",
-                        r.feeds.len(),
-                        rows,
-                        r.feeds.iter().map(|f| f.rejected).sum::<u64>(),
-                        r.feeds.iter().map(|f| f.duplicate).sum::<u64>()
-                    );
-                    let summary = serde_json::json!({ "feeds": r.feeds.len(), "business_dates": r.business_dates, "product_changes": r.product_changes, "orphan_items": r.orphan_items });
-                    Ok(StageOutcome { skipped: false, rows: Some(rows), summary, line })
-                }
-                Err(silver::SilverError::NothingToDo(_)) => {
-                    let feeds = registry.feeds_for_date(date).await?;
-                    ledger::sync_feeds(wh, date, &feeds, None).await?;
-                    Ok(StageOutcome { skipped: true, rows: None, summary: serde_json::json!({}), line: "nothing landed".into() })
-                }
-                Err(e) => Err(Failure::from(e)),
+/// Opens the lake, the landing zone (when bronze needs it) and remembers the warehouse; a
+/// first SIGTERM / SIGINT asks the run to stop after its current stage, a second exits.
+pub async fn context(lake: &str, landing: Option<(&str, bool)>, warehouse: Option<&str>, retries: u32, lock_timeout: u64, quiet: bool) -> Result<RunContext, Failure> {
+    let lake = crate::config::open_retrying("lake", lake, true, retries).await?;
+    let landing = match landing {
+        Some((spec, create)) => Some(crate::config::open_retrying("landing zone", spec, create, retries).await?),
+        None => None,
+    };
+    let warehouse_url = crate::config::warehouse_url(warehouse, &lake);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return };
+        loop {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
             }
-        }
-        _ => match gold::run_gold(&ctx.lake, wh, date, &gold::GoldOptions::default()).await {
-            Ok(r) => {
-                let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
-                let line = format!("{} rows published for {} order dates ({} silver runs)", rows, r.order_dates.len(), r.silver_runs.len());
-                Ok(StageOutcome { skipped: false, rows: Some(rows), summary: serde_json::to_value(&r).unwrap_or_default(), line })
+            if flag.swap(true, Ordering::SeqCst) {
+                eprintln!("medallion: second signal: exiting now");
+                std::process::exit(130);
             }
-            Err(gold::GoldError::NothingToDo(m)) => Ok(StageOutcome { skipped: true, rows: None, summary: serde_json::json!({}), line: m }),
-            Err(e) => Err(Failure::from(e)),
-        },
-    }
+            eprintln!("medallion: signal received: finishing the current stage, then stopping (send it again to stop at once)");
+        }
+    });
+    Ok(RunContext {
+        landing,
+        lake,
+        warehouse_url,
+        retries,
+        lock_wait: Duration::from_secs(lock_timeout),
+        quiet,
+        options: StageOptions::default(),
+        stop,
+    })
 }
 
-/// Opens the warehouse, retrying while it cannot be reached.
+/// Takes the lake lock for `command`, waiting up to the context's lock timeout.
+pub async fn take_lock(ctx: &RunContext, command: &str) -> Result<lock::LakeLock, Failure> {
+    lock::LakeLock::acquire(&ctx.lake, command, ctx.lock_wait).await.map_err(Failure::from)
+}
+
+/// Opens the warehouse and applies its migrations, retrying while it cannot be reached.
 pub async fn connect(ctx: &RunContext) -> Result<gold::Warehouse, Failure> {
     let mut attempt = 0;
     loop {
         match gold::Warehouse::connect(&ctx.warehouse_url).await {
             Ok(mut wh) => match wh.migrate().await {
-                Ok(_) => return Ok(wh),
+                Ok(_) => {
+                    wh.copy_format = ctx.options.copy_format;
+                    return Ok(wh);
+                }
                 Err(e) if e.is_transient() && attempt < ctx.retries => tracing::warn!("{e}"),
                 Err(e) => return Err(Failure::from(e)),
             },
@@ -125,51 +137,73 @@ pub async fn connect(ctx: &RunContext) -> Result<gold::Warehouse, Failure> {
     }
 }
 
-/// Runs `stages` for `date` (the lock must be held). Returns the summary and the exit code.
-pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: &str, kind: &str, stages: &[&str]) -> Result<(RunSummary, u8), Failure> {
+/// Runs `stages` of one date the way every command does: takes the lake lock (before
+/// anything else, so a waiting run holds nothing the holder needs), connects the warehouse,
+/// runs the stages through [`run_date`] and releases the lock.
+pub async fn run_locked(ctx: &RunContext, date: &str, kind: &str, stages: &[Stage], command: &str) -> Result<RunOutcome, Failure> {
+    let guard = take_lock(ctx, command).await?;
+    let result = async {
+        let mut wh = connect(ctx).await?;
+        let r = run_date(ctx, &mut wh, date, kind, stages).await;
+        wh.close().await;
+        r
+    }
+    .await;
+    guard.release().await;
+    result
+}
+
+/// Runs `stages` for `date` (the lock must be held), recording the run and each attempt of
+/// each stage in the ledger.
+pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: &str, kind: &str, stages: &[Stage]) -> Result<RunOutcome, Failure> {
     let run_id = format!("{}-{}-{}", date, chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
-    ledger::start_run(wh, &run_id, date, kind, stages).await?;
+    let names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
+    ledger::start_run(wh, &run_id, date, kind, &names).await?;
     let mut summary = RunSummary { run_id: run_id.clone(), date: date.into(), status: "running".into(), stages: Vec::new(), error: None };
+    let mut outcomes = Vec::new();
     let mut all_skipped = true;
-    for stage in stages {
+    for &stage in stages {
         if ctx.stop.load(Ordering::SeqCst) {
             let msg = "stopped by a signal before this stage";
             ledger::finish_run(wh, &run_id, "failed", Some(msg)).await?;
             summary.status = "failed".into();
             summary.error = Some(msg.into());
-            return Ok((summary, exit::FAILED));
+            return Ok(RunOutcome { summary, stages: outcomes, code: exit::FAILED });
         }
         let mut attempt: u32 = 0;
         let started = std::time::Instant::now();
         loop {
             attempt += 1;
-            ledger::job(wh, &run_id, stage, "running", attempt, None, None, None).await?;
-            schemas::fault::point(&format!("stage.{stage}"), attempt as usize).await;
-            match stage_once(ctx, wh, stage, date).await {
-                Ok(o) => {
-                    let status = if o.skipped { "skipped" } else { "completed" };
-                    all_skipped &= o.skipped;
-                    ledger::job(wh, &run_id, stage, status, attempt, o.rows, Some(&o.summary), None).await?;
+            ledger::job(wh, &run_id, stage.name(), "running", attempt, None, None, None).await?;
+            lake_fault(stage, attempt).await;
+            match stage.run(ctx, wh, date).await {
+                Ok(report) => {
+                    let o = StageOutcome { stage, report, seconds: started.elapsed().as_secs_f64() };
+                    let skipped = o.skipped();
+                    let status = if skipped { "skipped" } else { "completed" };
+                    all_skipped &= skipped;
+                    let (rows, job_summary) = (o.rows(), o.summary());
+                    ledger::job(wh, &run_id, stage.name(), status, attempt, rows, Some(&job_summary), None).await?;
                     if !ctx.quiet {
-                        eprintln!("{date} {stage:<6} {status} in {:.1}s: {}", started.elapsed().as_secs_f64(), o.line);
+                        eprintln!("{date} {:<6} {status} in {:.1}s: {}", stage.name(), o.seconds, o.line());
                     }
-                    summary.stages.push(serde_json::json!({ "stage": stage, "status": status, "attempts": attempt, "rows": o.rows, "summary": o.summary }));
+                    summary.stages.push(serde_json::json!({ "stage": stage.name(), "status": status, "attempts": attempt, "rows": rows, "summary": job_summary }));
+                    outcomes.push(o);
                     break;
                 }
-                Err(f) if f.code == exit::UNAVAILABLE && attempt <= ctx.retries => {
+                Err(e) if e.is_transient() && attempt <= ctx.retries => {
+                    let f = Failure::from_stage(&e);
                     let wait = backoff(attempt - 1);
                     tracing::warn!("{date} {stage}: {} — retrying in {:.1}s (attempt {} of {})", f.message, wait.as_secs_f64(), attempt + 1, ctx.retries + 1);
                     // The ledger may live on the same unreachable server: best effort.
-                    let _ = ledger::job(wh, &run_id, stage, "running", attempt, None, None, Some(&f.message)).await;
+                    let _ = ledger::job(wh, &run_id, stage.name(), "running", attempt, None, None, Some(&f.message)).await;
                     tokio::time::sleep(wait).await;
                 }
-                Err(f) => {
-                    let _ = ledger::job(wh, &run_id, stage, "failed", attempt, None, None, Some(&f.message)).await;
+                Err(e) => {
+                    let f = Failure::from_stage(&e);
+                    let _ = ledger::job(wh, &run_id, stage.name(), "failed", attempt, None, None, Some(&f.message)).await;
                     let _ = ledger::finish_run(wh, &run_id, "failed", Some(&format!("{stage}: {}", f.message))).await;
-                    summary.status = "failed".into();
-                    summary.error = Some(format!("{stage}: {}", f.message));
-                    summary.stages.push(serde_json::json!({ "stage": stage, "status": "failed", "attempts": attempt, "error": f.message }));
-                    return Err(Failure { code: f.code, message: format!("{date} {stage} failed after {attempt} attempt(s): {}", f.message) });
+                    return Err(Failure { message: format!("{date} {stage} failed after {attempt} attempt(s): {}", f.message), ..f });
                 }
             }
         }
@@ -177,7 +211,11 @@ pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: &str, ki
     let status = if all_skipped { "skipped" } else { "completed" };
     ledger::finish_run(wh, &run_id, status, None).await?;
     summary.status = status.into();
-    Ok((summary, if all_skipped { exit::NOTHING_TO_DO } else { exit::OK }))
+    Ok(RunOutcome { summary, stages: outcomes, code: if all_skipped { exit::NOTHING_TO_DO } else { exit::OK } })
+}
+
+async fn lake_fault(stage: Stage, attempt: u32) {
+    schemas::fault::point(&format!("stage.{stage}"), attempt as usize).await;
 }
 
 /// Every date from `from` to `to`, inclusive.
@@ -193,100 +231,9 @@ pub fn date_range(from: &str, to: &str) -> Result<Vec<String>, Failure> {
     Ok(a.iter_days().take_while(|d| *d <= b).map(|d| d.format("%Y-%m-%d").to_string()).collect())
 }
 
-/// A five-field cron expression (minute hour day-of-month month day-of-week, UTC) with `*`,
-/// lists, ranges and steps.
-#[derive(Debug, Clone)]
-pub struct Cron {
-    fields: [Vec<bool>; 5],
-    dom_any: bool,
-    dow_any: bool,
-}
-
-impl Cron {
-    pub fn parse(expr: &str) -> Result<Cron, String> {
-        let parts: Vec<&str> = expr.split_whitespace().collect();
-        if parts.len() != 5 {
-            return Err(format!("cron {expr:?}: expected 5 fields (minute hour day month weekday), got {}", parts.len()));
-        }
-        let ranges = [(0u32, 59u32), (0, 23), (1, 31), (1, 12), (0, 7)];
-        let mut fields: [Vec<bool>; 5] = Default::default();
-        for (i, (p, (lo, hi))) in parts.iter().zip(ranges).enumerate() {
-            let mut set = vec![false; hi as usize + 1];
-            for item in p.split(',') {
-                let (range, step) = match item.split_once('/') {
-                    Some((r, s)) => (r, s.parse::<u32>().map_err(|_| format!("cron {expr:?}: bad step in {item:?}"))?),
-                    None => (item, 1),
-                };
-                if step == 0 {
-                    return Err(format!("cron {expr:?}: step 0 in {item:?}"));
-                }
-                let (a, b) = if range == "*" {
-                    (lo, hi)
-                } else if let Some((a, b)) = range.split_once('-') {
-                    (a.parse().map_err(|_| format!("cron {expr:?}: bad range {item:?}"))?, b.parse().map_err(|_| format!("cron {expr:?}: bad range {item:?}"))?)
-                } else {
-                    let v: u32 = range.parse().map_err(|_| format!("cron {expr:?}: bad value {item:?}"))?;
-                    (v, if item.contains('/') { hi } else { v })
-                };
-                if a < lo || b > hi || a > b {
-                    return Err(format!("cron {expr:?}: {item:?} is outside {lo}-{hi}"));
-                }
-                for v in (a..=b).step_by(step as usize) {
-                    set[v as usize] = true;
-                }
-            }
-            fields[i] = set;
-        }
-        if fields[4][7] {
-            fields[4][0] = true;
-        }
-        Ok(Cron { dom_any: parts[2] == "*", dow_any: parts[4] == "*", fields })
-    }
-
-    fn matches(&self, t: chrono::DateTime<chrono::Utc>) -> bool {
-        use chrono::{Datelike, Timelike};
-        let f = &self.fields;
-        let dom = f[2][t.day() as usize];
-        let dow = f[4][t.weekday().num_days_from_sunday() as usize];
-        // Classic cron: when both day fields are restricted, either may match.
-        let day = match (self.dom_any, self.dow_any) {
-            (false, false) => dom || dow,
-            _ => dom && dow,
-        };
-        f[0][t.minute() as usize] && f[1][t.hour() as usize] && f[3][t.month() as usize] && day
-    }
-
-    /// The first matching minute strictly after `after`.
-    pub fn next_after(&self, after: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
-        use chrono::{DurationRound, TimeDelta};
-        let mut t = after.duration_trunc(TimeDelta::minutes(1)).ok()? + TimeDelta::minutes(1);
-        for _ in 0..(366 * 24 * 60 * 5) {
-            if self.matches(t) {
-                return Some(t);
-            }
-            t += TimeDelta::minutes(1);
-        }
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
-
-    #[test]
-    fn cron_next() {
-        let c = Cron::parse("0 1 * * *").unwrap();
-        let t = chrono::Utc.with_ymd_and_hms(2026, 11, 20, 1, 0, 0).unwrap();
-        assert_eq!(c.next_after(t).unwrap(), chrono::Utc.with_ymd_and_hms(2026, 11, 21, 1, 0, 0).unwrap());
-        let c = Cron::parse("*/15 * * * 1-5").unwrap();
-        let sat = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 10, 7, 0).unwrap();
-        assert_eq!(c.next_after(sat).unwrap(), chrono::Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap());
-        assert!(Cron::parse("0 1 * *").is_err());
-        assert!(Cron::parse("61 1 * * *").is_err());
-        assert!(Cron::parse("0 1 * * 7").unwrap().matches(chrono::Utc.with_ymd_and_hms(2026, 11, 22, 1, 0, 0).unwrap()));
-    }
 
     #[test]
     fn ranges_and_backoff() {

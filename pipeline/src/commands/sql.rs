@@ -1,0 +1,32 @@
+//! `medallion sql`: ad-hoc DataFusion SQL over bronze, silver and gold (computed from silver),
+//! printed as a table, CSV or JSON.
+
+use crate::cli::{SqlArgs, SqlFormat};
+use crate::commands::Globals;
+use crate::{config, exit, Failure};
+
+pub async fn run(g: &Globals, a: SqlArgs) -> Result<u8, Failure> {
+    let lake = config::open("lake", &g.lake, true).await?;
+    let ctx = gold::sql_session(&lake).await.map_err(|e| Failure::failed(e.to_string()))?;
+    let df = ctx.sql(&a.query).await.map_err(|e| Failure::usage(format!("query: {e}")))?;
+    let batches = df.collect().await.map_err(|e| Failure::failed(format!("query: {e}")))?;
+    let mut out = std::io::stdout().lock();
+    let written = match a.format {
+        SqlFormat::Table => arrow::util::pretty::pretty_format_batches(&batches)
+            .map(|t| {
+                use std::io::Write;
+                writeln!(out, "{t}").map_err(|e| arrow::error::ArrowError::IoError(e.to_string(), e))
+            })
+            .and_then(|r| r),
+        SqlFormat::Csv => {
+            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+            batches.iter().try_for_each(|b| w.write(b))
+        }
+        SqlFormat::Json => {
+            let mut w = arrow::json::ArrayWriter::new(&mut out);
+            batches.iter().try_for_each(|b| w.write(b)).and_then(|_| w.finish())
+        }
+    };
+    written.map_err(|e| Failure::failed(format!("writing the result: {e}")))?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,155 @@
+//! Text and JSON rendering of what commands produce. Nothing here decides anything.
+
+use bronze::{FeedOutcome, LandAction};
+
+use crate::ledger;
+
+pub fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("summaries serialise"));
+}
+
+/// One line per stage of a run: `bronze completed, silver completed, gold skipped`.
+pub fn stage_list(s: &crate::orchestrate::RunSummary) -> String {
+    s.stages.iter().map(|s| format!("{} {}", s["stage"].as_str().unwrap_or(""), s["status"].as_str().unwrap_or(""))).collect::<Vec<_>>().join(", ")
+}
+
+/// The bronze report as `medallion bronze --json` prints it.
+pub fn bronze_json(report: &bronze::LandReport, lake: &str, seconds: f64) -> serde_json::Value {
+    serde_json::json!({
+        "date": report.date,
+        "lake": lake,
+        "landed": report.count(LandAction::Landed),
+        "quarantined": report.count(LandAction::Quarantined),
+        "already_landed": report.count(LandAction::AlreadyLanded),
+        "rows_landed": report.rows_landed(),
+        "bytes_landed": report.bytes_landed(),
+        "seconds": seconds,
+        "feeds": report.feeds,
+        "ignored": report.ignored,
+    })
+}
+
+pub fn print_bronze(report: &bronze::LandReport, lake: &str, seconds: f64) {
+    println!(
+        "bronze {}: {} landed ({} rows, {:.1} MB), {} quarantined, {} already landed, {} ignored in {:.1}s; lake {}",
+        report.date,
+        report.count(LandAction::Landed),
+        report.rows_landed(),
+        report.bytes_landed() as f64 / 1e6,
+        report.count(LandAction::Quarantined),
+        report.count(LandAction::AlreadyLanded),
+        report.ignored.len(),
+        seconds,
+        lake
+    );
+}
+
+pub fn print_status(st: &ledger::Status) {
+    let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    println!("{:<40} {:<10} {:<9} {:<10} {:<24} {}", "run", "date", "kind", "status", "started", "stages");
+    for r in &st.runs {
+        let jobs: Vec<String> = r["jobs"]
+            .as_array()
+            .map(|a| a.iter().map(|j| format!("{} {}{}", s(j, "stage"), s(j, "status"), if s(j, "attempts").parse::<u32>().unwrap_or(1) > 1 { format!(" ({} attempts)", s(j, "attempts")) } else { String::new() })).collect())
+            .unwrap_or_default();
+        println!("{:<40} {:<10} {:<9} {:<10} {:<24} {}", s(r, "run_id"), s(r, "run_date"), s(r, "kind"), s(r, "status"), s(r, "started_at"), jobs.join(", "));
+        if let Some(e) = r["error"].as_str() {
+            println!("    failed: {e}");
+        }
+    }
+    if !st.feeds.is_empty() {
+        println!();
+        println!("{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9} {:>9} {:>9}  {}", "feed", "date", "partner", "dataset", "status", "read", "valid", "rejected", "dup", "check / reason");
+        for f in &st.feeds {
+            let n = |k: &str| s(f, k).parse::<u64>().ok();
+            let check = match (n("rows_read"), n("valid"), n("rejected"), n("duplicate")) {
+                (Some(r), Some(v), Some(j), Some(d)) if r == v + j + d => "balanced".to_string(),
+                (Some(_), Some(_), Some(_), Some(_)) => "UNBALANCED".to_string(),
+                _ => format!("{} {}", s(f, "reason"), s(f, "detail")).trim().to_string(),
+            };
+            println!(
+                "{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9} {:>9} {:>9}  {check}",
+                s(f, "feed_id"), s(f, "run_date"), s(f, "partner_id"), s(f, "dataset"), s(f, "status"), s(f, "rows_read"), s(f, "valid"), s(f, "rejected"), s(f, "duplicate")
+            );
+        }
+    }
+    for d in &st.product_diffs {
+        println!(
+            "products {} {}: {} inserted, {} updated, {} unchanged, {} skipped, {} duplicate",
+            s(d, "run_date"), s(d, "partner_id"), s(d, "inserted"), s(d, "updated"), s(d, "unchanged"), s(d, "skipped"), s(d, "duplicate")
+        );
+    }
+}
+
+pub fn print_gold(r: &gold::GoldReport) {
+    for m in &r.migrations {
+        println!("applied migration {m}");
+    }
+    for c in &r.checks {
+        println!("check {:<34} {}", c.name, if c.passed() { "ok" } else { "FAILED" });
+    }
+    println!("{:<22} {:>9} {:>9}  {}", "table", "rows", "replaced", "dates");
+    for t in &r.tables {
+        let dates = if t.dates.len() > 4 { format!("{} .. {} ({} dates)", t.dates[0], t.dates[t.dates.len() - 1], t.dates.len()) } else { t.dates.join(", ") };
+        println!("{:<22} {:>9} {:>9}  {dates}", t.table, t.rows, t.rows_deleted);
+    }
+    println!(
+        "gold {}: published {} silver run(s) ({}){} to {} in {:.1}s (compute {:.1}s); {} lake files written, {} removed",
+        r.date,
+        r.silver_runs.len(),
+        r.silver_runs.join(", "),
+        if r.full { ", full rebuild" } else { "" },
+        r.warehouse,
+        r.compute_seconds + r.publish_seconds,
+        r.compute_seconds,
+        r.lake_files_written,
+        r.lake_files_removed
+    );
+}
+
+pub fn print_silver(r: &silver::SilverReport, seconds: f64) {
+    println!("{:<9} {:<12} {:<11} {:>9} {:>9} {:>9} {:>9}  {}", "feed", "partner", "dataset", "read", "valid", "rejected", "dup", "reasons / warnings");
+    for f in &r.feeds {
+        let mut notes: Vec<String> = f.reasons.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        notes.extend(f.warnings.iter().map(|(k, v)| format!("warn {k}={v}")));
+        println!(
+            "{:<9} {:<12} {:<11} {:>9} {:>9} {:>9} {:>9}  {}",
+            f.feed_id, f.partner, f.dataset, f.rows_read, f.valid, f.rejected, f.duplicate, notes.join(", ")
+        );
+    }
+    for d in &r.product_changes {
+        println!(
+            "products {}: {} inserted, {} updated, {} unchanged, {} skipped, {} duplicate",
+            d.partner, d.inserted, d.updated, d.unchanged, d.skipped, d.duplicate
+        );
+    }
+    let orphans: u64 = r.orphan_items.values().sum();
+    println!(
+        "silver {}: {} feeds reconciled; {} orphan items; {} total_mismatch warnings; business dates touched: {} in {:.1}s",
+        r.date,
+        r.feeds.len(),
+        orphans,
+        r.total_mismatch,
+        if r.business_dates.is_empty() { "none".to_string() } else { r.business_dates.join(", ") },
+        seconds
+    );
+}
+
+pub fn log_feed(o: &FeedOutcome) {
+    let f = &o.feed;
+    match o.action {
+        LandAction::Landed => {
+            let drift = if f.extra_columns.is_empty() { String::new() } else { format!("; schema drift: extra columns {}", f.extra_columns.join(", ")) };
+            let malformed = if f.malformed_rows > 0 { format!(", {} malformed", f.malformed_rows) } else { String::new() };
+            tracing::info!("{} landed {} ({} rows{malformed}, {} bytes){drift}", f.feed_id, f.source, f.rows, f.bytes);
+        }
+        LandAction::Quarantined => tracing::warn!(
+            "{} quarantined {}: {} — {}",
+            f.feed_id,
+            f.source,
+            f.reason.as_deref().unwrap_or("?"),
+            f.detail.as_deref().unwrap_or("")
+        ),
+        LandAction::AlreadyLanded => tracing::info!("{} already landed: {} (same content), skipped", f.feed_id, f.source),
+    }
+}
