@@ -365,11 +365,11 @@ fn ledger_rows(env: &Env) -> Vec<String> {
          FROM medallion_jobs j JOIN medallion_runs r ON r.run_id = j.run_id ORDER BY r.started_at, j.stage",
     );
     for j in jobs {
-        // Gold's summary carries timings; compare everything else of it.
+        // Gold's summary carries timings and the warehouse's own path; compare everything else.
         let summary = j[5].as_deref().map(|s| {
             let mut v: serde_json::Value = serde_json::from_str(s).unwrap();
             if let Some(o) = v.as_object_mut() {
-                o.retain(|k, _| !k.ends_with("_seconds"));
+                o.retain(|k, _| !k.ends_with("_seconds") && k != "warehouse");
             }
             v.to_string()
         });
