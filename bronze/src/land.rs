@@ -227,6 +227,7 @@ pub async fn land_candidates(
     }
 
     // 3. Land the new files, `concurrency` at a time, each on its own task.
+    let landed = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<FeedOutcome> = futures::stream::iter(jobs)
         .map(|(c, feed)| {
             let landing = landing.clone();
@@ -239,6 +240,13 @@ pub async fn land_candidates(
             Err(e) => Err(BronzeError::Input { path: "landing task".into(), message: format!("a landing task failed: {e}") }),
         })
         .inspect_ok(|o| on_feed(o))
+        .and_then(|o| {
+            let n = landed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                schemas::fault::point("bronze.feed_landed", n).await;
+                Ok(o)
+            }
+        })
         .try_collect()
         .await?;
     report.feeds.extend(results);

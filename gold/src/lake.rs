@@ -42,7 +42,7 @@ pub async fn write(lake: &Location, outputs: &[GoldOutput]) -> Result<(usize, us
         let t = o.table;
         let schema = crate::gold_schema(t);
         let Some(date_col) = t.date_column else {
-            put(lake, &paths::gold_file(t.name, None), parquet_bytes(schema, &o.batches)?).await?;
+            put(lake, &paths::gold_file(t.name, None), parquet_bytes(schema, &o.batches)?, written).await?;
             written += 1;
             continue;
         };
@@ -69,7 +69,7 @@ pub async fn write(lake: &Location, outputs: &[GoldOutput]) -> Result<(usize, us
         }
         let present: BTreeSet<String> = by_date.iter().map(|(d, _)| d.clone()).collect();
         for (d, batches) in &by_date {
-            put(lake, &paths::gold_file(t.name, Some((date_col, d))), parquet_bytes(schema.clone(), batches)?).await?;
+            put(lake, &paths::gold_file(t.name, Some((date_col, d))), parquet_bytes(schema.clone(), batches)?, written).await?;
             written += 1;
         }
         // Dates this output replaces that have no rows any more lose their file.
@@ -96,7 +96,8 @@ pub async fn write(lake: &Location, outputs: &[GoldOutput]) -> Result<(usize, us
     Ok((written, removed))
 }
 
-async fn put(lake: &Location, path: &Path, bytes: Vec<u8>) -> Result<(), GoldError> {
+async fn put(lake: &Location, path: &Path, bytes: Vec<u8>, n: usize) -> Result<(), GoldError> {
+    schemas::fault::point("gold.lake_write", n).await;
     lake.store.put(path, PutPayload::from(bytes)).await.map_err(|e| GoldError::store(lake, path, e))?;
     Ok(())
 }
