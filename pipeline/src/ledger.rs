@@ -276,3 +276,50 @@ pub async fn status(wh: &mut Warehouse, date: Option<&str>, limit: usize) -> Res
     }
     Ok(Status { runs, feeds, product_diffs: diffs })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 3 is the one the warehouse applied before the ledger owned it.
+    #[test]
+    fn migration_3_is_unchanged() {
+        for (d, sums) in [
+            (Dialect::Postgres, include_str!("../../gold/tests-data/checksums.gold_ddl.postgres.sql.txt")),
+            (Dialect::Sqlite, include_str!("../../gold/tests-data/checksums.gold_ddl.sqlite.sql.txt")),
+        ] {
+            let want = format!("3 run ledger {}", gold::warehouse::checksum(&run_ledger_ddl(d)));
+            assert!(sums.lines().any(|l| l == want), "{d:?}: {want}");
+        }
+    }
+
+    /// The ledger on SQLite: its tables appear on first use, values with quotes and NULLs
+    /// round-trip, and status reads them back.
+    #[test]
+    fn ledger_round_trip_on_sqlite() {
+        let dir = std::env::temp_dir().join(format!("ledger-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut wh = Warehouse::connect(&format!("sqlite://{}/w.db", dir.display())).await.unwrap();
+            wh.migrate().await.unwrap();
+            start_run(&mut wh, "r'1", "2026-11-18", "run", &["bronze", "silver", "gold"]).await.unwrap();
+            job(&mut wh, "r'1", "bronze", "running", 1, None, None, None).await.unwrap();
+            job(&mut wh, "r'1", "bronze", "completed", 1, Some(5), Some(&serde_json::json!({"a": "it's"})), None).await.unwrap();
+            finish_run(&mut wh, "r'1", "failed", Some("silver: it's broken")).await.unwrap();
+            assert_eq!(last_done_date(&mut wh).await.unwrap(), None);
+            let st = status(&mut wh, Some("2026-11-18"), 10).await.unwrap();
+            assert_eq!(st.runs.len(), 1);
+            let r = &st.runs[0];
+            assert_eq!((r["run_id"].as_str(), r["status"].as_str(), r["error"].as_str()), (Some("r'1"), Some("failed"), Some("silver: it's broken")));
+            let jobs = r["jobs"].as_array().unwrap();
+            let stages: Vec<(&str, &str)> = jobs.iter().map(|j| (j["stage"].as_str().unwrap(), j["status"].as_str().unwrap())).collect();
+            assert_eq!(stages, [("bronze", "completed"), ("silver", "skipped"), ("gold", "skipped")]);
+            assert_eq!(jobs[0]["rows"].as_str(), Some("5"));
+            assert!(jobs[0]["started_at"].as_str().is_some() && jobs[0]["finished_at"].as_str().is_some());
+            assert!(status(&mut wh, Some("2026-11-19"), 10).await.unwrap().runs.is_empty());
+            wh.close().await;
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

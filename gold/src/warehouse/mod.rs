@@ -421,3 +421,55 @@ fn classify(url: &str, e: sqlx::Error) -> WarehouseError {
         _ => WarehouseError::Query { url: url.into(), message },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seam on a real SQLite file: migrations (gold's and an owner's), bound parameters in
+    /// any placeholder order, quotes in values, NULLs, all-or-nothing batches.
+    #[test]
+    fn sqlite_migrations_and_bound_parameters() {
+        let dir = std::env::temp_dir().join(format!("gold-wh-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut wh = Warehouse::connect(&format!("sqlite://{}/w.db", dir.display())).await.unwrap();
+            assert_eq!(wh.migrate().await.unwrap(), ["001 gold tables from the contract", "002 gold publish ledger"]);
+            assert!(wh.migrate().await.unwrap().is_empty());
+            fn owner(d: Dialect) -> Vec<String> {
+                vec![format!("CREATE TABLE {} (k TEXT PRIMARY KEY, d DATE, n BIGINT)", d.table("medallion", "t"))]
+            }
+            let m = [Migration { version: 99, name: "test table", sql: owner }];
+            assert_eq!(wh.migrate_with(&m).await.unwrap(), ["099 test table"]);
+            let t = wh.dialect().table("medallion", "t");
+            let ins = format!("INSERT INTO {t} (n, d, k) VALUES ($3, $2, $1)");
+            let n = wh
+                .execute_all(&[
+                    Statement::new(ins.clone(), vec![Param::text("it's"), Param::date("2026-11-18"), Param::int(7)]),
+                    Statement::new(ins.clone(), vec![Param::text("b"), Param::Date(None), Param::opt_count(None)]),
+                ])
+                .await
+                .unwrap();
+            assert_eq!(n, 2);
+            // A failing batch leaves nothing behind.
+            let dup = Statement::new(ins.clone(), vec![Param::text("c"), Param::Date(None), Param::int(1)]);
+            assert!(wh.execute_all(&[dup.clone(), dup]).await.is_err());
+            let rows = wh.query_rows(&format!("SELECT k, d, n FROM {t} WHERE k <> $1 ORDER BY k"), &[Param::text("zz")]).await.unwrap();
+            assert_eq!(rows, vec![vec![Some("b".into()), None, None], vec![Some("it's".into()), Some("2026-11-18".into()), Some("7".into())]]);
+            wh.close().await;
+            // A new connection verifies the applied checksums and applies nothing.
+            let mut wh = Warehouse::connect(&format!("sqlite://{}/w.db", dir.display())).await.unwrap();
+            assert!(wh.migrate_with(&m).await.unwrap().is_empty());
+            wh.close().await;
+            let mut wh = Warehouse::connect(&format!("sqlite://{}/w.db", dir.display())).await.unwrap();
+            fn changed(d: Dialect) -> Vec<String> {
+                vec![format!("CREATE TABLE {} (k TEXT)", d.table("medallion", "t"))]
+            }
+            let err = wh.migrate_with(&[Migration { version: 99, name: "test table", sql: changed }]).await.unwrap_err();
+            assert!(matches!(err, WarehouseError::MigrationChanged { version: 99, .. }), "{err}");
+            wh.close().await;
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
