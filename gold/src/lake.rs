@@ -41,8 +41,8 @@ pub async fn write(lake: &Location, outputs: &[GoldOutput]) -> Result<(usize, us
     for o in outputs {
         let t = o.table;
         let schema = crate::gold_schema(t);
-        let Some(date_col) = t.date_column else {
-            put(lake, &paths::gold_file(t.name, None), parquet_bytes(schema, &o.batches)?, written).await?;
+        let Some(date_col) = t.date_column.as_deref() else {
+            put(lake, &paths::gold_file(&t.name, None), parquet_bytes(schema, &o.batches)?, written).await?;
             written += 1;
             continue;
         };
@@ -69,19 +69,19 @@ pub async fn write(lake: &Location, outputs: &[GoldOutput]) -> Result<(usize, us
         }
         let present: BTreeSet<String> = by_date.iter().map(|(d, _)| d.clone()).collect();
         for (d, batches) in &by_date {
-            put(lake, &paths::gold_file(t.name, Some((date_col, d))), parquet_bytes(schema.clone(), batches)?, written).await?;
+            put(lake, &paths::gold_file(&t.name, Some((date_col, d))), parquet_bytes(schema.clone(), batches)?, written).await?;
             written += 1;
         }
         // Dates this output replaces that have no rows any more lose their file.
         let stale: Vec<Path> = match &o.dates {
-            Dates::Only(ds) => ds.iter().filter(|d| !present.contains(*d)).map(|d| paths::gold_file(t.name, Some((date_col, d)))).collect(),
+            Dates::Only(ds) => ds.iter().filter(|d| !present.contains(*d)).map(|d| paths::gold_file(&t.name, Some((date_col, d)))).collect(),
             Dates::All => {
-                let prefix = paths::gold_table(t.name);
+                let prefix = paths::gold_table(&t.name);
                 let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| GoldError::store(lake, &prefix, e))?;
                 metas
                     .into_iter()
                     .map(|m| m.location)
-                    .filter(|p| !present.iter().any(|d| *p == paths::gold_file(t.name, Some((date_col, d)))))
+                    .filter(|p| !present.iter().any(|d| *p == paths::gold_file(&t.name, Some((date_col, d)))))
                     .collect()
             }
         };

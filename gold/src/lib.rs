@@ -1,5 +1,6 @@
-//! Gold: the contract's business tables (CONTRACT.md §3), each defined by one SQL file in
-//! `gold/models/` and run by DataFusion over the silver Delta tables. Gold is a pure function
+//! Gold: the contract's business tables (CONTRACT.md §3), each defined in `gold/models/` by one
+//! SQL file and its description (`<table>.toml`: columns, grain, docs, tests; see `models`),
+//! and run by DataFusion over the silver Delta tables. Gold is a pure function
 //! of silver: every table is recomputed from the current silver state.
 //!
 //! Money is exact decimal until the very end, where `money()` / `money_div()` round it half
@@ -7,10 +8,12 @@
 
 pub mod checks;
 pub mod lake;
+pub mod models;
 pub mod publish;
 pub mod udf;
 pub mod warehouse;
 
+pub use models::{models, Model};
 pub use publish::{run_gold, GoldOptions, GoldReport};
 pub use warehouse::{Warehouse, WarehouseError};
 
@@ -21,32 +24,6 @@ use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use schemas::delta::Lakehouse;
 use schemas::{silver, Dataset, Location};
-
-/// One SQL model.
-#[derive(Debug, Clone, Copy)]
-pub struct Model {
-    pub name: &'static str,
-    pub sql: &'static str,
-}
-
-/// Shared views the models build on (not published).
-pub const VIEWS: [Model; 2] = [
-    Model { name: "_fulfilled_items", sql: include_str!("../models/_fulfilled_items.sql") },
-    Model { name: "_fulfilled_orders", sql: include_str!("../models/_fulfilled_orders.sql") },
-];
-
-/// The nine gold tables, in the contract's order.
-pub const MODELS: [Model; 9] = [
-    Model { name: "daily_sales", sql: include_str!("../models/daily_sales.sql") },
-    Model { name: "category_kpis", sql: include_str!("../models/category_kpis.sql") },
-    Model { name: "order_kpis", sql: include_str!("../models/order_kpis.sql") },
-    Model { name: "partner_revenue", sql: include_str!("../models/partner_revenue.sql") },
-    Model { name: "product_changes", sql: include_str!("../models/product_changes.sql") },
-    Model { name: "dim_products", sql: include_str!("../models/dim_products.sql") },
-    Model { name: "customer_orders", sql: include_str!("../models/customer_orders.sql") },
-    Model { name: "inventory_status", sql: include_str!("../models/inventory_status.sql") },
-    Model { name: "campaign_performance", sql: include_str!("../models/campaign_performance.sql") },
-];
 
 #[derive(Debug, thiserror::Error)]
 pub enum GoldError {
@@ -104,7 +81,7 @@ pub async fn session(lake: &Location) -> Result<SessionContext, GoldError> {
             }
         }
     }
-    for v in VIEWS {
+    for v in models::views() {
         ctx.sql(&format!("CREATE VIEW {} AS {}", v.name, v.sql))
             .await
             .map_err(|e| GoldError::Model { model: v.name.into(), message: e.to_string() })?;
@@ -163,11 +140,11 @@ impl Scope {
     }
 }
 
-/// One computed gold table, conformed to the contract (`schemas::gold`): exactly its columns,
+/// One computed gold table, conformed to its model's description (`models::GoldTable`): exactly its columns,
 /// in its order, with its types.
 #[derive(Debug, Clone)]
 pub struct GoldOutput {
-    pub table: &'static schemas::gold::GoldTable,
+    pub table: &'static models::GoldTable,
     /// The business dates this output replaces (`All` for undated tables).
     pub dates: Dates,
     pub batches: Vec<RecordBatch>,
@@ -180,9 +157,9 @@ impl GoldOutput {
 }
 
 /// The Arrow type gold uses for a contract type.
-pub fn arrow_type(ty: schemas::gold::GoldType) -> arrow::datatypes::DataType {
+pub fn arrow_type(ty: models::GoldType) -> arrow::datatypes::DataType {
     use arrow::datatypes::DataType;
-    use schemas::gold::GoldType;
+    use models::GoldType;
     match ty {
         GoldType::Date => DataType::Date32,
         GoldType::Text => DataType::Utf8,
@@ -194,21 +171,21 @@ pub fn arrow_type(ty: schemas::gold::GoldType) -> arrow::datatypes::DataType {
 }
 
 /// The contract's Arrow schema of a gold table.
-pub fn gold_schema(t: &schemas::gold::GoldTable) -> arrow::datatypes::SchemaRef {
+pub fn gold_schema(t: &models::GoldTable) -> arrow::datatypes::SchemaRef {
     Arc::new(arrow::datatypes::Schema::new(
-        t.columns.iter().map(|c| arrow::datatypes::Field::new(c.name, arrow_type(c.ty), c.nullable)).collect::<Vec<_>>(),
+        t.columns.iter().map(|c| arrow::datatypes::Field::new(&c.name, arrow_type(c.ty), c.nullable)).collect::<Vec<_>>(),
     ))
 }
 
 /// Checks a model's result against the contract and casts it to the contract's types: the
 /// column names and order must match exactly, and a non-nullable column must hold no NULL.
-fn conform(t: &'static schemas::gold::GoldTable, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, GoldError> {
+fn conform(t: &'static models::GoldTable, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, GoldError> {
     let schema = gold_schema(t);
-    let err = |message: String| GoldError::Model { model: t.name.into(), message };
+    let err = |message: String| GoldError::Model { model: t.name.clone(), message };
     let mut out = Vec::with_capacity(batches.len());
     for b in batches {
         let got: Vec<&str> = b.schema_ref().fields().iter().map(|f| f.name().as_str()).collect();
-        let want: Vec<&str> = t.columns.iter().map(|c| c.name).collect();
+        let want: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
         if got != want {
             return Err(err(format!("returns columns {got:?}, the contract says {want:?}")));
         }
@@ -230,13 +207,13 @@ fn conform(t: &'static schemas::gold::GoldTable, batches: Vec<RecordBatch>) -> R
 
 /// Runs one model on `ctx`, restricted to `dates` when the table is dated.
 pub async fn run_model(ctx: &SessionContext, m: &Model, scope: &Scope) -> Result<GoldOutput, GoldError> {
-    let table = schemas::gold::table(m.name).ok_or_else(|| GoldError::Model { model: m.name.into(), message: "not a contract table".into() })?;
-    let dates = match table.date_column {
+    let table = models::table(m.name).ok_or_else(|| GoldError::Model { model: m.name.into(), message: "not a contract table".into() })?;
+    let dates = match &table.date_column {
         Some(c) => scope.dates_of(c).clone(),
         None => Dates::All,
     };
     // Rows in grain order: the lake's files and the warehouse loads are then deterministic.
-    let filter = table.date_column.and_then(|c| dates.predicate(c)).map(|p| format!(" WHERE {p}")).unwrap_or_default();
+    let filter = table.date_column.as_deref().and_then(|c| dates.predicate(c)).map(|p| format!(" WHERE {p}")).unwrap_or_default();
     let sql = format!("SELECT * FROM ({}) AS model{filter} ORDER BY {}", m.sql, table.grain.join(", "));
     let map = |e: deltalake::datafusion::error::DataFusionError| GoldError::Model { model: m.name.into(), message: e.to_string() };
     let batches = ctx.sql(&sql).await.map_err(map)?.collect().await.map_err(map)?;
@@ -246,9 +223,9 @@ pub async fn run_model(ctx: &SessionContext, m: &Model, scope: &Scope) -> Result
 /// Computes every gold table from the current silver state.
 pub async fn compute(lake: &Location) -> Result<Vec<(&'static str, Vec<RecordBatch>)>, GoldError> {
     let ctx = session(lake).await?;
-    let mut out = Vec::with_capacity(MODELS.len());
-    for m in MODELS {
-        let o = run_model(&ctx, &m, &Scope::ALL).await?;
+    let mut out = Vec::with_capacity(models().len());
+    for m in models() {
+        let o = run_model(&ctx, m, &Scope::ALL).await?;
         out.push((m.name, o.batches));
     }
     Ok(out)
@@ -279,7 +256,7 @@ pub async fn sql_session(lake: &Location) -> Result<SessionContext, GoldError> {
             }
         }
     }
-    for m in MODELS {
+    for m in models() {
         ctx.sql(&format!("CREATE VIEW gold.{} AS {}", m.name, m.sql))
             .await
             .map_err(|e| GoldError::Model { model: m.name.into(), message: e.to_string() })?;

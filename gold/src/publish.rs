@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::CheckResult;
 use crate::warehouse::{LoadedTable, PublishedRun};
-use crate::{Dates, GoldError, Scope, Warehouse, MODELS};
+use crate::{models, Dates, GoldError, Scope, Warehouse};
 
 #[derive(Debug, Clone, Default)]
 pub struct GoldOptions {
@@ -194,9 +194,9 @@ pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: &str, opts: &Go
         snapshots.extend(snapshot_dates);
         Scope { order_dates: Dates::Only(order_dates), run_dates: Dates::Only(run_dates), snapshot_dates: Dates::Only(snapshots) }
     };
-    let mut outputs = Vec::with_capacity(MODELS.len());
-    for m in MODELS {
-        outputs.push(crate::run_model(&ctx, &m, &scope).await?);
+    let mut outputs = Vec::with_capacity(models().len());
+    for m in models() {
+        outputs.push(crate::run_model(&ctx, m, &scope).await?);
     }
     let checks = crate::checks::run(&ctx, &outputs, &scope).await?;
     let compute_seconds = started.elapsed().as_secs_f64();

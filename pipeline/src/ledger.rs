@@ -1,10 +1,59 @@
 //! The run ledger in the warehouse (schema `medallion` in PostgreSQL, `medallion_*` tables in
-//! SQLite; created by the warehouse migrations): runs, their stage jobs, the feed registry
-//! with each feed's reconciliation, and the products diff per run date.
+//! SQLite): runs, their stage jobs, the feed registry with each feed's reconciliation, and the
+//! products diff per run date. The ledger owns its tables: migration 3 below, applied through
+//! the warehouse's versioned migrations (`Warehouse::migrate_with`) before the ledger's first
+//! use on a connection. Every value is a bound parameter.
 
-use gold::warehouse::{quote_literal as q, Dialect};
+use gold::warehouse::{Dialect, Migration, Param, Statement};
 use gold::{Warehouse, WarehouseError};
 use serde::Serialize;
+
+/// The ledger's migrations (version 3 was applied by the warehouse itself before the ledger
+/// owned it: same version, name and statements, so existing warehouses see no change).
+pub const MIGRATIONS: &[Migration] = &[Migration { version: 3, name: "run ledger", sql: run_ledger_ddl }];
+
+/// Migration 3: the run ledger (`medallion status` reads it): runs, their per-stage jobs, the
+/// feed registry with each feed's reconciliation, and the products diff per run date.
+pub fn run_ledger_ddl(d: Dialect) -> Vec<String> {
+    let ts = if d == Dialect::Postgres { "TIMESTAMPTZ" } else { "TEXT" };
+    let t = |n: &str| d.table("medallion", n);
+    let mut v = vec![
+        format!(
+            "CREATE TABLE {} (\n    run_id TEXT PRIMARY KEY,\n    run_date DATE NOT NULL,\n    kind TEXT NOT NULL,\n    status TEXT NOT NULL,\n    \
+             started_at {ts} NOT NULL,\n    finished_at {ts},\n    host TEXT NOT NULL,\n    pid BIGINT NOT NULL,\n    error TEXT\n)",
+            t("runs")
+        ),
+        format!("CREATE INDEX runs_run_date_idx ON {} (run_date, started_at)", t("runs")),
+        format!(
+            "CREATE TABLE {} (\n    run_id TEXT NOT NULL,\n    stage TEXT NOT NULL,\n    status TEXT NOT NULL,\n    attempts BIGINT NOT NULL DEFAULT 0,\n    \
+             started_at {ts},\n    finished_at {ts},\n    rows BIGINT,\n    summary TEXT,\n    error TEXT,\n    PRIMARY KEY (run_id, stage)\n)",
+            t("jobs")
+        ),
+        format!(
+            "CREATE TABLE {} (\n    feed_id TEXT PRIMARY KEY,\n    run_date DATE NOT NULL,\n    partner_id TEXT NOT NULL,\n    dataset TEXT NOT NULL,\n    \
+             file_name TEXT NOT NULL,\n    status TEXT NOT NULL,\n    bytes BIGINT,\n    reason TEXT,\n    detail TEXT,\n    rows_read BIGINT,\n    \
+             valid BIGINT,\n    rejected BIGINT,\n    duplicate BIGINT\n)",
+            t("feeds")
+        ),
+        format!("CREATE INDEX feeds_run_date_idx ON {} (run_date)", t("feeds")),
+        format!(
+            "CREATE TABLE {} (\n    run_date DATE NOT NULL,\n    partner_id TEXT NOT NULL,\n    inserted BIGINT NOT NULL,\n    updated BIGINT NOT NULL,\n    \
+             unchanged BIGINT NOT NULL,\n    skipped BIGINT NOT NULL,\n    duplicate BIGINT NOT NULL,\n    PRIMARY KEY (run_date, partner_id)\n)",
+            t("product_diffs")
+        ),
+    ];
+    if d == Dialect::Postgres {
+        v.push("COMMENT ON TABLE medallion.runs IS 'One row per medallion run (run, backfill, schedule): status queued, running, completed, failed or skipped.'".into());
+        v.push("COMMENT ON TABLE medallion.jobs IS 'The stages (bronze, silver, gold) of each run with their attempts, counts and errors.'".into());
+        v.push("COMMENT ON TABLE medallion.feeds IS 'The feed registry (FD ids) with each feed''s reconciliation: rows_read = valid + rejected + duplicate.'".into());
+    }
+    v
+}
+
+/// Creates the ledger's tables if this warehouse lacks them (once per connection).
+pub async fn migrate(wh: &mut Warehouse) -> Result<Vec<String>, WarehouseError> {
+    wh.migrate_with(MIGRATIONS).await
+}
 
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -14,29 +63,41 @@ fn t(wh: &Warehouse, name: &str) -> String {
     wh.dialect().table("medallion", name)
 }
 
-fn opt(v: Option<&str>) -> String {
-    v.map(q).unwrap_or_else(|| "NULL".into())
+/// Parameters of one statement: `p` binds a value and returns its placeholder.
+#[derive(Default)]
+struct Args(Vec<Param>);
+
+impl Args {
+    fn p(&mut self, v: Param) -> String {
+        self.0.push(v);
+        format!("${}", self.0.len())
+    }
 }
 
-fn num(v: Option<u64>) -> String {
-    v.map(|n| n.to_string()).unwrap_or_else(|| "NULL".into())
+fn stmt(sql: String, args: Args) -> Statement {
+    Statement::new(sql, args.0)
 }
 
 pub async fn start_run(wh: &mut Warehouse, run_id: &str, date: &str, kind: &str, stages: &[&str]) -> Result<(), WarehouseError> {
-    let mut sql = format!(
-        "INSERT INTO {} (run_id, run_date, kind, status, started_at, host, pid) VALUES ({}, {}, {}, 'running', {}, {}, {});",
+    migrate(wh).await?;
+    let mut a = Args::default();
+    let sql = format!(
+        "INSERT INTO {} (run_id, run_date, kind, status, started_at, host, pid) VALUES ({}, {}, {}, 'running', {}, {}, {})",
         t(wh, "runs"),
-        q(run_id),
-        q(date),
-        q(kind),
-        q(&now()),
-        q(&crate::lock::hostname()),
-        std::process::id()
+        a.p(Param::text(run_id)),
+        a.p(Param::date(date)),
+        a.p(Param::text(kind)),
+        a.p(Param::timestamp(&now())),
+        a.p(Param::text(&crate::lock::hostname())),
+        a.p(Param::int(std::process::id() as i64)),
     );
+    let mut statements = vec![stmt(sql, a)];
     for s in stages {
-        sql.push_str(&format!("INSERT INTO {} (run_id, stage, status) VALUES ({}, {}, 'queued');", t(wh, "jobs"), q(run_id), q(s)));
+        let mut a = Args::default();
+        let sql = format!("INSERT INTO {} (run_id, stage, status) VALUES ({}, {}, 'queued')", t(wh, "jobs"), a.p(Param::text(run_id)), a.p(Param::text(s)));
+        statements.push(stmt(sql, a));
     }
-    wh.execute(&sql).await.map(|_| ())
+    wh.execute_all(&statements).await.map(|_| ())
 }
 
 pub async fn job(
@@ -49,85 +110,98 @@ pub async fn job(
     summary: Option<&serde_json::Value>,
     error: Option<&str>,
 ) -> Result<(), WarehouseError> {
-    let finished = if status == "running" { "NULL".to_string() } else { q(&now()) };
-    let started = if status == "running" { q(&now()) } else { "started_at".into() };
+    migrate(wh).await?;
+    let running = status == "running";
     let summary = summary.map(|s| s.to_string());
+    let mut a = Args::default();
     let sql = format!(
-        "UPDATE {} SET status = {}, attempts = {attempts}, started_at = {started}, finished_at = {finished}, rows = {}, summary = {}, error = {} \
-         WHERE run_id = {} AND stage = {}",
+        "UPDATE {} SET status = {}, attempts = {}, started_at = {}, finished_at = {}, rows = {}, summary = {}, error = {} WHERE run_id = {} AND stage = {}",
         t(wh, "jobs"),
-        q(status),
-        num(rows),
-        opt(summary.as_deref()),
-        opt(error),
-        q(run_id),
-        q(stage)
+        a.p(Param::text(status)),
+        a.p(Param::int(attempts as i64)),
+        if running { a.p(Param::timestamp(&now())) } else { "started_at".into() },
+        a.p(Param::Timestamp((!running).then(now))),
+        a.p(Param::opt_count(rows)),
+        a.p(Param::opt_text(summary.as_deref())),
+        a.p(Param::opt_text(error)),
+        a.p(Param::text(run_id)),
+        a.p(Param::text(stage)),
     );
-    wh.execute(&sql).await.map(|_| ())
+    wh.execute_with(&sql, &a.0).await.map(|_| ())
 }
 
 pub async fn finish_run(wh: &mut Warehouse, run_id: &str, status: &str, error: Option<&str>) -> Result<(), WarehouseError> {
-    let sql = format!(
-        "UPDATE {} SET status = {}, finished_at = {}, error = {} WHERE run_id = {};\
-         UPDATE {} SET status = 'skipped' WHERE run_id = {} AND status = 'queued'",
+    migrate(wh).await?;
+    let mut a = Args::default();
+    let run = format!(
+        "UPDATE {} SET status = {}, finished_at = {}, error = {} WHERE run_id = {}",
         t(wh, "runs"),
-        q(status),
-        q(&now()),
-        opt(error),
-        q(run_id),
-        t(wh, "jobs"),
-        q(run_id)
+        a.p(Param::text(status)),
+        a.p(Param::timestamp(&now())),
+        a.p(Param::opt_text(error)),
+        a.p(Param::text(run_id)),
     );
-    wh.execute(&sql).await.map(|_| ())
+    let run = stmt(run, a);
+    let mut a = Args::default();
+    let jobs = format!("UPDATE {} SET status = 'skipped' WHERE run_id = {} AND status = 'queued'", t(wh, "jobs"), a.p(Param::text(run_id)));
+    wh.execute_all(&[run, stmt(jobs, a)]).await.map(|_| ())
 }
 
 /// Mirrors the feed registry of `date`, with silver's reconciliation when there is one, and
-/// the products diff.
+/// the products diff (in one transaction).
 pub async fn sync_feeds(wh: &mut Warehouse, date: &str, feeds: &[schemas::registry::FeedRecord], silver: Option<&silver::SilverReport>) -> Result<(), WarehouseError> {
-    let mut sql = format!("DELETE FROM {} WHERE run_date = {};", t(wh, "feeds"), q(date));
+    migrate(wh).await?;
+    let mut a = Args::default();
+    let mut statements = vec![stmt(format!("DELETE FROM {} WHERE run_date = {}", t(wh, "feeds"), a.p(Param::date(date))), a)];
     for f in feeds {
         let rec = silver.and_then(|s| s.feeds.iter().find(|x| x.feed_id == f.feed_id));
-        sql.push_str(&format!(
+        let mut a = Args::default();
+        let sql = format!(
             "INSERT INTO {} (feed_id, run_date, partner_id, dataset, file_name, status, bytes, reason, detail, rows_read, valid, rejected, duplicate) \
-             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {});",
+             VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
             t(wh, "feeds"),
-            q(&f.feed_id),
-            q(&f.date),
-            q(&f.partner),
-            q(f.dataset.name()),
-            q(&f.file_name),
-            q(f.status.as_str()),
-            f.bytes,
-            opt(f.reason.as_deref()),
-            opt(f.detail.as_deref()),
-            num(rec.map(|r| r.rows_read).or(Some(f.rows))),
-            num(rec.map(|r| r.valid)),
-            num(rec.map(|r| r.rejected)),
-            num(rec.map(|r| r.duplicate)),
-        ));
+            a.p(Param::text(&f.feed_id)),
+            a.p(Param::date(&f.date)),
+            a.p(Param::text(&f.partner)),
+            a.p(Param::text(f.dataset.name())),
+            a.p(Param::text(&f.file_name)),
+            a.p(Param::text(f.status.as_str())),
+            a.p(Param::int(f.bytes as i64)),
+            a.p(Param::opt_text(f.reason.as_deref())),
+            a.p(Param::opt_text(f.detail.as_deref())),
+            a.p(Param::opt_count(rec.map(|r| r.rows_read).or(Some(f.rows)))),
+            a.p(Param::opt_count(rec.map(|r| r.valid))),
+            a.p(Param::opt_count(rec.map(|r| r.rejected))),
+            a.p(Param::opt_count(rec.map(|r| r.duplicate))),
+        );
+        statements.push(stmt(sql, a));
     }
     if let Some(s) = silver {
-        sql.push_str(&format!("DELETE FROM {} WHERE run_date = {};", t(wh, "product_diffs"), q(date)));
+        let mut a = Args::default();
+        statements.push(stmt(format!("DELETE FROM {} WHERE run_date = {}", t(wh, "product_diffs"), a.p(Param::date(date))), a));
         for d in &s.product_changes {
-            sql.push_str(&format!(
-                "INSERT INTO {} (run_date, partner_id, inserted, updated, unchanged, skipped, duplicate) VALUES ({}, {}, {}, {}, {}, {}, {});",
+            let mut a = Args::default();
+            let sql = format!(
+                "INSERT INTO {} (run_date, partner_id, inserted, updated, unchanged, skipped, duplicate) VALUES ({}, {}, {}, {}, {}, {}, {})",
                 t(wh, "product_diffs"),
-                q(date),
-                q(&d.partner),
-                d.inserted,
-                d.updated,
-                d.unchanged,
-                d.skipped,
-                d.duplicate
-            ));
+                a.p(Param::date(date)),
+                a.p(Param::text(&d.partner)),
+                a.p(Param::int(d.inserted as i64)),
+                a.p(Param::int(d.updated as i64)),
+                a.p(Param::int(d.unchanged as i64)),
+                a.p(Param::int(d.skipped as i64)),
+                a.p(Param::int(d.duplicate as i64)),
+            );
+            statements.push(stmt(sql, a));
         }
     }
-    wh.execute(&sql).await.map(|_| ())
+    wh.execute_all(&statements).await.map(|_| ())
 }
 
 /// The last date a run of the whole pipeline completed (or had nothing to do), for the
 /// scheduler's catch-up.
 pub async fn last_done_date(wh: &mut Warehouse) -> Result<Option<String>, WarehouseError> {
+    migrate(wh).await?;
     let sql = format!(
         "SELECT CAST(MAX(run_date) AS TEXT) FROM {} WHERE status IN ('completed', 'skipped') AND kind IN ('run', 'schedule', 'backfill')",
         t(wh, "runs")
@@ -153,29 +227,30 @@ fn objects(cols: &[&str], rows: Vec<Vec<Option<String>>>) -> Vec<serde_json::Val
 }
 
 pub async fn status(wh: &mut Warehouse, date: Option<&str>, limit: usize) -> Result<Status, WarehouseError> {
+    migrate(wh).await?;
     let d = wh.dialect();
-    let text = |c: &str| if d == Dialect::Postgres { format!("CAST({c} AS TEXT)") } else { c.to_string() };
-    let filter = date.map(|x| format!(" WHERE run_date = {}", q(x))).unwrap_or_default();
+    let mut a = Args::default();
+    let filter = date.map(|x| format!(" WHERE run_date = {}", a.p(Param::date(x)))).unwrap_or_default();
     let run_cols = ["run_id", "run_date", "kind", "status", "started_at", "finished_at", "host", "pid", "error"];
     let sql = format!(
-        "SELECT run_id, CAST(run_date AS TEXT), kind, status, {}, {}, host, CAST(pid AS TEXT), error FROM {}{filter} ORDER BY started_at DESC LIMIT {limit}",
-        text("started_at"),
-        text("finished_at"),
-        t(wh, "runs")
+        "SELECT run_id, CAST(run_date AS TEXT), kind, status, {}, {}, host, CAST(pid AS TEXT), error FROM {}{filter} ORDER BY started_at DESC LIMIT {}",
+        d.text("started_at"),
+        d.text("finished_at"),
+        t(wh, "runs"),
+        a.p(Param::int(limit as i64)),
     );
-    let mut runs = objects(&run_cols, wh.query_strings(&sql).await?);
+    let mut runs = objects(&run_cols, wh.query_rows(&sql, &a.0).await?);
     let job_cols = ["stage", "status", "attempts", "rows", "started_at", "finished_at", "error"];
     for r in runs.iter_mut() {
         let id = r["run_id"].as_str().unwrap_or_default().to_string();
         let sql = format!(
-            "SELECT stage, status, CAST(attempts AS TEXT), CAST(rows AS TEXT), {}, {}, error FROM {} WHERE run_id = {} \
+            "SELECT stage, status, CAST(attempts AS TEXT), CAST(rows AS TEXT), {}, {}, error FROM {} WHERE run_id = $1 \
              ORDER BY CASE stage WHEN 'bronze' THEN 1 WHEN 'silver' THEN 2 ELSE 3 END",
-            text("started_at"),
-            text("finished_at"),
+            d.text("started_at"),
+            d.text("finished_at"),
             t(wh, "jobs"),
-            q(&id)
         );
-        let jobs = objects(&job_cols, wh.query_strings(&sql).await?);
+        let jobs = objects(&job_cols, wh.query_rows(&sql, &[Param::text(&id)]).await?);
         r["jobs"] = serde_json::Value::Array(jobs);
     }
     let latest = match date {
@@ -187,19 +262,64 @@ pub async fn status(wh: &mut Warehouse, date: Option<&str>, limit: usize) -> Res
         let feed_cols = ["feed_id", "run_date", "partner_id", "dataset", "file_name", "status", "rows_read", "valid", "rejected", "duplicate", "reason", "detail"];
         let sql = format!(
             "SELECT feed_id, CAST(run_date AS TEXT), partner_id, dataset, file_name, status, CAST(rows_read AS TEXT), CAST(valid AS TEXT), \
-             CAST(rejected AS TEXT), CAST(duplicate AS TEXT), reason, detail FROM {} WHERE run_date = {} ORDER BY partner_id, dataset, feed_id",
+             CAST(rejected AS TEXT), CAST(duplicate AS TEXT), reason, detail FROM {} WHERE run_date = $1 ORDER BY partner_id, dataset, feed_id",
             t(wh, "feeds"),
-            q(&x)
         );
-        feeds = objects(&feed_cols, wh.query_strings(&sql).await?);
+        feeds = objects(&feed_cols, wh.query_rows(&sql, &[Param::date(&x)]).await?);
         let diff_cols = ["run_date", "partner_id", "inserted", "updated", "unchanged", "skipped", "duplicate"];
         let sql = format!(
             "SELECT CAST(run_date AS TEXT), partner_id, CAST(inserted AS TEXT), CAST(updated AS TEXT), CAST(unchanged AS TEXT), CAST(skipped AS TEXT), \
-             CAST(duplicate AS TEXT) FROM {} WHERE run_date = {} ORDER BY partner_id",
+             CAST(duplicate AS TEXT) FROM {} WHERE run_date = $1 ORDER BY partner_id",
             t(wh, "product_diffs"),
-            q(&x)
         );
-        diffs = objects(&diff_cols, wh.query_strings(&sql).await?);
+        diffs = objects(&diff_cols, wh.query_rows(&sql, &[Param::date(&x)]).await?);
     }
     Ok(Status { runs, feeds, product_diffs: diffs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 3 is the one the warehouse applied before the ledger owned it.
+    #[test]
+    fn migration_3_is_unchanged() {
+        for (d, sums) in [
+            (Dialect::Postgres, include_str!("../../gold/tests-data/checksums.gold_ddl.postgres.sql.txt")),
+            (Dialect::Sqlite, include_str!("../../gold/tests-data/checksums.gold_ddl.sqlite.sql.txt")),
+        ] {
+            let want = format!("3 run ledger {}", gold::warehouse::checksum(&run_ledger_ddl(d)));
+            assert!(sums.lines().any(|l| l == want), "{d:?}: {want}");
+        }
+    }
+
+    /// The ledger on SQLite: its tables appear on first use, values with quotes and NULLs
+    /// round-trip, and status reads them back.
+    #[test]
+    fn ledger_round_trip_on_sqlite() {
+        let dir = std::env::temp_dir().join(format!("ledger-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut wh = Warehouse::connect(&format!("sqlite://{}/w.db", dir.display())).await.unwrap();
+            wh.migrate().await.unwrap();
+            start_run(&mut wh, "r'1", "2026-11-18", "run", &["bronze", "silver", "gold"]).await.unwrap();
+            job(&mut wh, "r'1", "bronze", "running", 1, None, None, None).await.unwrap();
+            job(&mut wh, "r'1", "bronze", "completed", 1, Some(5), Some(&serde_json::json!({"a": "it's"})), None).await.unwrap();
+            finish_run(&mut wh, "r'1", "failed", Some("silver: it's broken")).await.unwrap();
+            assert_eq!(last_done_date(&mut wh).await.unwrap(), None);
+            let st = status(&mut wh, Some("2026-11-18"), 10).await.unwrap();
+            assert_eq!(st.runs.len(), 1);
+            let r = &st.runs[0];
+            assert_eq!((r["run_id"].as_str(), r["status"].as_str(), r["error"].as_str()), (Some("r'1"), Some("failed"), Some("silver: it's broken")));
+            let jobs = r["jobs"].as_array().unwrap();
+            let stages: Vec<(&str, &str)> = jobs.iter().map(|j| (j["stage"].as_str().unwrap(), j["status"].as_str().unwrap())).collect();
+            assert_eq!(stages, [("bronze", "completed"), ("silver", "skipped"), ("gold", "skipped")]);
+            assert_eq!(jobs[0]["rows"].as_str(), Some("5"));
+            assert!(jobs[0]["started_at"].as_str().is_some() && jobs[0]["finished_at"].as_str().is_some());
+            assert!(status(&mut wh, Some("2026-11-19"), 10).await.unwrap().runs.is_empty());
+            wh.close().await;
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

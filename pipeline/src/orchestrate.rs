@@ -114,12 +114,19 @@ pub async fn take_lock(ctx: &RunContext, command: &str) -> Result<lock::LakeLock
     lock::LakeLock::acquire(&ctx.lake, command, ctx.lock_wait).await.map_err(Failure::from)
 }
 
+/// Applies the warehouse's migrations: gold's tables, then the run ledger's.
+pub async fn migrate_all(wh: &mut gold::Warehouse) -> Result<Vec<String>, gold::WarehouseError> {
+    let mut applied = wh.migrate().await?;
+    applied.extend(ledger::migrate(wh).await?);
+    Ok(applied)
+}
+
 /// Opens the warehouse and applies its migrations, retrying while it cannot be reached.
 pub async fn connect(ctx: &RunContext) -> Result<gold::Warehouse, Failure> {
     let mut attempt = 0;
     loop {
         match gold::Warehouse::connect(&ctx.warehouse_url).await {
-            Ok(mut wh) => match wh.migrate().await {
+            Ok(mut wh) => match migrate_all(&mut wh).await {
                 Ok(_) => {
                     wh.copy_format = ctx.options.copy_format;
                     return Ok(wh);

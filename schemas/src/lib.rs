@@ -8,8 +8,6 @@ pub mod fault;
 /// feature so that bronze does not build delta-rs.
 #[cfg(feature = "delta")]
 pub mod delta;
-/// The gold tables (CONTRACT.md §3): grains, columns, types and definitions.
-pub mod gold;
 pub mod paths;
 pub mod registry;
 /// The silver tables' names and schemas.

@@ -246,13 +246,13 @@ pub fn warehouse_gold(url: &str) -> std::collections::BTreeMap<&'static str, Vec
         let mut wh = gold::Warehouse::connect(url).await.unwrap_or_else(|e| panic!("{e}"));
         let d = wh.dialect();
         let mut out = std::collections::BTreeMap::new();
-        for t in schemas::gold::TABLES {
+        for t in gold::models::tables() {
             let cols: Vec<String> = t.columns.iter().map(|c| format!("CAST({} AS TEXT)", c.name)).collect();
-            let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), d.table("gold", t.name), t.grain.join(", "));
+            let sql = format!("SELECT {} FROM {} ORDER BY {}", cols.join(", "), d.table("gold", &t.name), t.grain.join(", "));
             let rows = wh.query_strings(&sql).await.unwrap_or_else(|e| panic!("{e}"));
-            let mut rows: Vec<Vec<String>> = rows.into_iter().map(|r| normalise(&t, r)).collect();
+            let mut rows: Vec<Vec<String>> = rows.into_iter().map(|r| normalise(t, r)).collect();
             rows.sort();
-            out.insert(t.name, rows);
+            out.insert(t.name.as_str(), rows);
         }
         wh.close().await;
         out
@@ -266,10 +266,10 @@ pub fn lake_gold(lake: &str) -> std::collections::BTreeMap<&'static str, Vec<Vec
         let lake = schemas::Location::open("lake", lake, true).unwrap();
         let mut out = std::collections::BTreeMap::new();
         for (name, batches) in gold::compute(&lake).await.unwrap() {
-            let t = schemas::gold::table(name).unwrap();
+            let t = gold::models::table(name).unwrap();
             let mut rows = Vec::new();
             for b in &batches {
-                let cols: Vec<Vec<Option<String>>> = t.columns.iter().map(|c| column(std::slice::from_ref(b), c.name)).collect();
+                let cols: Vec<Vec<Option<String>>> = t.columns.iter().map(|c| column(std::slice::from_ref(b), &c.name)).collect();
                 for i in 0..b.num_rows() {
                     rows.push(normalise(t, cols.iter().map(|c| c[i].clone()).collect()));
                 }
@@ -281,8 +281,8 @@ pub fn lake_gold(lake: &str) -> std::collections::BTreeMap<&'static str, Vec<Vec
     })
 }
 
-fn normalise(t: &schemas::gold::GoldTable, row: Vec<Option<String>>) -> Vec<String> {
-    use schemas::gold::GoldType;
+fn normalise(t: &gold::models::GoldTable, row: Vec<Option<String>>) -> Vec<String> {
+    use gold::models::GoldType;
     t.columns
         .iter()
         .zip(row)

@@ -379,7 +379,7 @@ fn checks_detect_tampered_gold() {
         let lake = schemas::Location::open("lake", &env.lake, true).unwrap();
         let ctx = gold::session(&lake).await.unwrap();
         let mut outputs = Vec::new();
-        for m in gold::MODELS {
+        for m in gold::models() {
             outputs.push(gold::run_model(&ctx, &m, &gold::Scope::ALL).await.unwrap());
         }
         let clean = gold::checks::run(&ctx, &outputs, &gold::Scope::ALL).await.unwrap();

@@ -413,7 +413,7 @@ fn s3_outage_in_the_middle_of_a_stage_is_retried_and_equals_a_clean_run() {
     medallion(&clean, &["run", "--date", "2026-11-18", "-q"]).ok();
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
     let proxy = Proxy::new(endpoint.trim_start_matches("http://").trim_end_matches('/'));
-    for (point, stage) in [("bronze.feed_landed#2", "bronze"), ("delta.commit#3", "silver"), ("gold.lake_write#2", "gold")] {
+    for (point, stage) in [("bronze.feed_landed#2", "bronze"), ("gold.lake_write#2", "gold"), ("delta.commit#3", "silver")] {
         let env = s3("midstage").unwrap();
         gen(&env, "2", "1", "2026-11-18");
         proxy.set(true);

@@ -11,7 +11,7 @@ pub async fn run(g: &Globals, a: StatusArgs) -> Result<u8, Failure> {
     }
     let lake = config::open("lake", &g.lake, true).await?;
     let mut wh = config::connect_warehouse(g.warehouse.as_deref(), &lake).await?;
-    wh.migrate().await.map_err(Failure::from)?;
+    crate::orchestrate::migrate_all(&mut wh).await.map_err(Failure::from)?;
     let st = ledger::status(&mut wh, a.date.as_deref(), a.limit).await.map_err(Failure::from)?;
     wh.close().await;
     if g.json {

@@ -9,7 +9,7 @@ pub async fn run(g: &Globals, action: WarehouseAction) -> Result<u8, Failure> {
     let mut wh = config::connect_warehouse(g.warehouse.as_deref(), &lake).await?;
     match action {
         WarehouseAction::Migrate => {
-            let applied = wh.migrate().await.map_err(Failure::from)?;
+            let applied = crate::orchestrate::migrate_all(&mut wh).await.map_err(Failure::from)?;
             if applied.is_empty() {
                 println!("warehouse {} is up to date", wh.display);
             } else {
@@ -23,7 +23,7 @@ pub async fn run(g: &Globals, action: WarehouseAction) -> Result<u8, Failure> {
                 Some(var) => Some(std::env::var(var).map_err(|_| Failure::usage(format!("--password-env {var}: the variable is not set")))?),
                 None => None,
             };
-            wh.migrate().await.map_err(Failure::from)?;
+            crate::orchestrate::migrate_all(&mut wh).await.map_err(Failure::from)?;
             wh.grant_readonly(&role, password.as_deref()).await.map_err(Failure::from)?;
             println!("role {role} can log in and read schema gold (SELECT only) in {}", wh.display);
         }
