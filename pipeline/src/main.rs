@@ -32,6 +32,18 @@ pub mod exit {
     pub const NOTHING_TO_DO: u8 = 4;
     /// Another run holds the lake lock (after waiting --lock-timeout): retry later.
     pub const LOCKED: u8 = 5;
+
+    /// The name of an exit code in `--json` output.
+    pub fn class(code: u8) -> &'static str {
+        match code {
+            OK => "ok",
+            USAGE => "usage",
+            UNAVAILABLE => "unavailable",
+            NOTHING_TO_DO => "nothing_to_do",
+            LOCKED => "locked",
+            _ => "failed",
+        }
+    }
 }
 
 /// A failure with the exit code it maps to.
@@ -214,10 +226,16 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
+    let json = cli.json;
     match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             eprintln!("medallion: error: {}", f.message);
+            if json {
+                // Tools reading --json get one object on failure too.
+                let out = serde_json::json!({ "error": f.message, "exit_code": f.code, "exit_class": exit::class(f.code), "transient": f.transient });
+                println!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
+            }
             ExitCode::from(f.code)
         }
     }
