@@ -107,14 +107,15 @@ pub async fn run(ctx: &SessionContext, outputs: &[GoldOutput], scope: &Scope) ->
     let mut results = Vec::new();
     for c in CHECKS {
         let sql = c.sql.replace("{order_filter}", &filter);
-        let map = |e: deltalake::datafusion::error::DataFusionError| GoldError::Model { model: format!("check {}", c.name), message: e.to_string() };
-        let batches = ctx.sql(&sql).await.map_err(map)?.collect().await.map_err(map)?;
+        let model = format!("check {}", c.name);
+        let batches = ctx.sql(&sql).await.map_err(GoldError::query(&model))?.collect().await.map_err(GoldError::query(&model))?;
         let mut failures = Vec::new();
         for b in &batches {
             let cols: Vec<arrow::array::ArrayRef> =
-                b.columns().iter().map(|a| arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8)).collect::<Result<_, _>>().map_err(|e| GoldError::Model {
+                b.columns().iter().map(|a| arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8)).collect::<Result<_, _>>().map_err(|source| GoldError::Cast {
                     model: format!("check {}", c.name),
-                    message: e.to_string(),
+                    context: String::new(),
+                    source,
                 })?;
             for row in 0..b.num_rows() {
                 let cells: Vec<String> = b
@@ -131,7 +132,7 @@ pub async fn run(ctx: &SessionContext, outputs: &[GoldOutput], scope: &Scope) ->
                 failures.push(cells.join(" "));
             }
         }
-        if failures.is_empty() && schemas::fault::point(&format!("gold.check.{}", c.name), 0).await.is_some() {
+        if failures.is_empty() && ::lake::fault::point(&format!("gold.check.{}", c.name), 0).await.is_some() {
             failures.push("injected fault (MEDALLION_FAULT)".into());
         }
         results.push(CheckResult { name: c.name, description: c.description, failures });

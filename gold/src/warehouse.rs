@@ -219,7 +219,7 @@ fn checksum(statements: &[String]) -> String {
 impl Warehouse {
     /// Opens `url`: `postgres://…` / `postgresql://…`, or `sqlite://path` (created if missing).
     pub async fn connect(url: &str) -> Result<Warehouse, WarehouseError> {
-        let display = schemas::store::redact_url(url);
+        let display = ::lake::redact_url(url);
         let config = |message: String| WarehouseError::Config { url: display.clone(), message };
         let conn = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url).map_err(|e| config(e.to_string()))?.application_name("medallion");
@@ -408,7 +408,7 @@ impl Warehouse {
                     }
                     copy.send(buf).await.map_err(e)?;
                     let rows = copy.finish().await.map_err(e)?;
-                    schemas::fault::point("gold.load", i).await;
+                    ::lake::fault::point("gold.load", i).await;
                     let found: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {name}{filter}")).fetch_one(&mut *tx).await.map_err(e)?;
                     verify(&display, o, rows, found as u64)?;
                     loaded.push(LoadedTable { table: o.table.name.into(), rows, dates, rows_deleted: deleted });
@@ -425,7 +425,7 @@ impl Warehouse {
                     .await
                     .map_err(e)?;
                 }
-                schemas::fault::point("gold.commit", 0).await;
+                ::lake::fault::point("gold.commit", 0).await;
                 tx.commit().await.map_err(e)?;
             }
             Conn::Sqlite(c) => {
@@ -453,7 +453,7 @@ impl Warehouse {
                             start = end;
                         }
                     }
-                    schemas::fault::point("gold.load", i).await;
+                    ::lake::fault::point("gold.load", i).await;
                     let found: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {name}{filter}")).fetch_one(&mut *tx).await.map_err(e)?;
                     verify(&display, o, rows, found as u64)?;
                     loaded.push(LoadedTable { table: o.table.name.into(), rows, dates, rows_deleted: deleted });
@@ -470,7 +470,7 @@ impl Warehouse {
                     .await
                     .map_err(e)?;
                 }
-                schemas::fault::point("gold.commit", 0).await;
+                ::lake::fault::point("gold.commit", 0).await;
                 tx.commit().await.map_err(e)?;
             }
         }
@@ -587,7 +587,7 @@ fn date_filter(o: &GoldOutput) -> (String, Vec<String>) {
 /// Maps a driver error to a message that names the server, telling transient failures (the
 /// server cannot be reached, the connection dropped) from the rest.
 fn classify(url: &str, e: sqlx::Error) -> WarehouseError {
-    let message = schemas::store::error_chain(&e);
+    let message = ::lake::error_chain(&e);
     match &e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Tls(_) => {
             WarehouseError::Unreachable { url: url.into(), message }

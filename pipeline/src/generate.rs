@@ -7,7 +7,7 @@
 use chrono::{Duration, NaiveDate};
 use object_store::buffered::BufWriter;
 use object_store::path::{Path, PathPart};
-use schemas::Location;
+use lake::Location;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 

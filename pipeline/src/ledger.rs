@@ -83,7 +83,7 @@ pub async fn finish_run(wh: &mut Warehouse, run_id: &str, status: &str, error: O
 
 /// Mirrors the feed registry of `date`, with silver's reconciliation when there is one, and
 /// the products diff.
-pub async fn sync_feeds(wh: &mut Warehouse, date: &str, feeds: &[schemas::registry::FeedRecord], silver: Option<&silver::SilverReport>) -> Result<(), WarehouseError> {
+pub async fn sync_feeds(wh: &mut Warehouse, date: &str, feeds: &[lake::registry::FeedRecord], silver: Option<&silver::SilverReport>) -> Result<(), WarehouseError> {
     let mut sql = format!("DELETE FROM {} WHERE run_date = {};", t(wh, "feeds"), q(date));
     for f in feeds {
         let rec = silver.and_then(|s| s.feeds.iter().find(|x| x.feed_id == f.feed_id));
@@ -92,7 +92,7 @@ pub async fn sync_feeds(wh: &mut Warehouse, date: &str, feeds: &[schemas::regist
              VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {});",
             t(wh, "feeds"),
             q(&f.feed_id),
-            q(&f.date),
+            q(&f.date.to_string()),
             q(&f.partner),
             q(f.dataset.name()),
             q(&f.file_name),

@@ -11,7 +11,8 @@ use std::process::ExitCode;
 
 use bronze::{BronzeError, FeedOutcome, LandAction, Registry};
 use clap::{Parser, Subcommand};
-use schemas::{Location, StoreError};
+use lake::{Location, StoreError};
+use schemas::RunDate;
 
 /// Exit codes: a contract with schedulers (documented in the README).
 pub mod exit {
@@ -354,7 +355,7 @@ impl Failure {
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         let code = match e {
-            StoreError::Invalid { .. } => exit::USAGE,
+            StoreError::Invalid { .. } | StoreError::Io { .. } | StoreError::Config { .. } => exit::USAGE,
             StoreError::Unreachable { .. } | StoreError::Denied { .. } | StoreError::MissingBucket { .. } => exit::UNAVAILABLE,
             StoreError::Other { .. } => exit::FAILED,
         };
@@ -370,7 +371,7 @@ impl From<BronzeError> for Failure {
                 Failure { code: f.code, message: format!("{path}: {}", f.message) }
             }
             BronzeError::Usage(m) => Failure::usage(m),
-            BronzeError::Registry(schemas::registry::RegistryError::Store { path, source }) => {
+            BronzeError::Registry(lake::registry::RegistryError::Store { path, source }) => {
                 let f = Failure::from(source);
                 Failure { code: f.code, message: format!("{path}: {}", f.message) }
             }
@@ -379,8 +380,8 @@ impl From<BronzeError> for Failure {
     }
 }
 
-impl From<schemas::registry::RegistryError> for Failure {
-    fn from(e: schemas::registry::RegistryError) -> Self {
+impl From<lake::registry::RegistryError> for Failure {
+    fn from(e: lake::registry::RegistryError) -> Self {
         Failure::from(BronzeError::from(e))
     }
 }
@@ -470,7 +471,12 @@ fn load_config_file() -> Result<(), String> {
 }
 
 fn check_date(date: &str) -> Result<(), Failure> {
-    schemas::contract::parse_run_date(date).map(|_| ()).map_err(Failure::usage)
+    run_date(date).map(|_| ())
+}
+
+/// A run date from the command line, parsed once.
+fn run_date(date: &str) -> Result<RunDate, Failure> {
+    date.parse::<RunDate>().map_err(Failure::usage)
 }
 
 fn print_json(value: &impl serde::Serialize) {
@@ -495,7 +501,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 return Err(Failure::usage("--partners and --days must be at least 1"));
             }
             let landing = open("landing zone", &out, true).await?;
-            let g = generate::Generator::new(generate::GenerateOptions { partners, days, start, rows, products, seed, defect_rate });
+            let g = generate::Generator::new(generate::GenerateOptions { partners, days, start: start.into(), rows, products, seed, defect_rate });
             let on_file = |path: &str, bytes: u64| {
                 if !quiet {
                     tracing::info!("wrote {path} ({bytes} bytes)");
@@ -530,7 +536,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 }
             };
             let guard = take_lock(&lake, &format!("medallion bronze --date {date}"), cli.lock_timeout).await?;
-            let report = bronze::land_date(&landing, &lake, &date, concurrency, &on_feed).await;
+            let report = bronze::land_date(&landing, &lake, run_date(&date)?, concurrency, &on_feed).await;
             guard.release().await;
             let report = report?;
             for ig in &report.ignored {
@@ -576,7 +582,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             schemas::contract::validate_partner_id(&partner).map_err(Failure::usage)?;
             check_date(&date)?;
             let landing = open("landing zone", &landing, true).await?;
-            let written = bronze::ingest_files(&landing, &partner, &dataset, &date, &files).await?;
+            let written = bronze::ingest_files(&landing, &partner, &dataset, run_date(&date)?, &files).await?;
             if cli.json {
                 print_json(&serde_json::json!({ "ingested": written }));
             } else {
@@ -591,7 +597,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let lake = open("lake", &cli.lake, true).await?;
             let started = std::time::Instant::now();
             let guard = take_lock(&lake, &format!("medallion silver --date {date}"), cli.lock_timeout).await?;
-            let result = silver::run_silver(&lake, &date).await;
+            let result = silver::run_silver(&lake, run_date(&date)?).await;
             guard.release().await;
             let report = match result {
                 Ok(r) => r,
@@ -620,7 +626,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 CopyFormatArg::Text => gold::warehouse::CopyFormat::Text,
             };
             let guard = take_lock(&lake, &format!("medallion gold --date {date}"), cli.lock_timeout).await?;
-            let result = gold::run_gold(&lake, &mut wh, &date, &gold::GoldOptions { full }).await;
+            let result = gold::run_gold(&lake, &mut wh, run_date(&date)?, &gold::GoldOptions { full }).await;
             guard.release().await;
             wh.close().await;
             let report = match result {
@@ -667,7 +673,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let mut wh = orchestrate::connect(&ctx).await?;
             let guard = take_lock(&ctx.lake, &format!("medallion backfill --from {from} --to {to}"), cli.lock_timeout).await?;
             let result = async {
-                let (restored, later) = silver::restore_before(&ctx.lake, &from).await.map_err(Failure::from)?;
+                let (restored, later) = silver::restore_before(&ctx.lake, run_date(&from)?).await.map_err(Failure::from)?;
                 for r in &restored {
                     tracing::info!("restored silver {r} (its state before {from})");
                 }
@@ -683,7 +689,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 }
                 // Republish gold in full: the restored runs may have touched dates the new runs do not.
                 let last = dates.last().cloned().unwrap_or(to.clone());
-                let report = match gold::run_gold(&ctx.lake, &mut wh, &last, &gold::GoldOptions { full: true }).await {
+                let report = match gold::run_gold(&ctx.lake, &mut wh, run_date(&last)?, &gold::GoldOptions { full: true }).await {
                     Ok(r) => Some(r),
                     Err(gold::GoldError::NothingToDo(_)) => None,
                     Err(e) => return Err(Failure::from(e)),
@@ -809,7 +815,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             let lake = open("lake", &cli.lake, true).await?;
             let registry = Registry::new(&lake);
             let feeds = match &date {
-                Some(d) => registry.feeds_for_date(d).await?,
+                Some(d) => registry.feeds_for_date(run_date(d)?).await?,
                 None => registry.all_feeds().await?,
             };
             if cli.json {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use schemas::Location;
+use lake::Location;
 
 use crate::{exit, ledger, Failure};
 
@@ -49,10 +49,11 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 async fn stage_once(ctx: &RunContext, wh: &mut gold::Warehouse, stage: &str, date: &str) -> Result<StageOutcome, Failure> {
+    let run_date: schemas::RunDate = date.parse().map_err(Failure::usage)?;
     match stage {
         "bronze" => {
             let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let report = bronze::land_date(&ctx.landing, &ctx.lake, date, concurrency, &|_| {}).await?;
+            let report = bronze::land_date(&ctx.landing, &ctx.lake, run_date, concurrency, &|_| {}).await?;
             let rows = report.rows_landed();
             let line = format!(
                 "{} landed ({rows} rows), {} quarantined, {} already landed",
@@ -70,9 +71,9 @@ async fn stage_once(ctx: &RunContext, wh: &mut gold::Warehouse, stage: &str, dat
         }
         "silver" => {
             let registry = bronze::Registry::new(&ctx.lake);
-            match silver::run_silver(&ctx.lake, date).await {
+            match silver::run_silver(&ctx.lake, run_date).await {
                 Ok(r) => {
-                    let feeds = registry.feeds_for_date(date).await?;
+                    let feeds = registry.feeds_for_date(run_date).await?;
                     ledger::sync_feeds(wh, date, &feeds, Some(&r)).await?;
                     let rows: u64 = r.feeds.iter().map(|f| f.rows_read).sum();
                     let line = format!(
@@ -86,14 +87,14 @@ async fn stage_once(ctx: &RunContext, wh: &mut gold::Warehouse, stage: &str, dat
                     Ok(StageOutcome { skipped: false, rows: Some(rows), summary, line })
                 }
                 Err(silver::SilverError::NothingToDo(_)) => {
-                    let feeds = registry.feeds_for_date(date).await?;
+                    let feeds = registry.feeds_for_date(run_date).await?;
                     ledger::sync_feeds(wh, date, &feeds, None).await?;
                     Ok(StageOutcome { skipped: true, rows: None, summary: serde_json::json!({}), line: "nothing landed".into() })
                 }
                 Err(e) => Err(Failure::from(e)),
             }
         }
-        _ => match gold::run_gold(&ctx.lake, wh, date, &gold::GoldOptions::default()).await {
+        _ => match gold::run_gold(&ctx.lake, wh, run_date, &gold::GoldOptions::default()).await {
             Ok(r) => {
                 let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
                 let line = format!("{} rows published for {} order dates ({} silver runs)", rows, r.order_dates.len(), r.silver_runs.len());
@@ -144,7 +145,7 @@ pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: &str, ki
         loop {
             attempt += 1;
             ledger::job(wh, &run_id, stage, "running", attempt, None, None, None).await?;
-            schemas::fault::point(&format!("stage.{stage}"), attempt as usize).await;
+            lake::fault::point(&format!("stage.{stage}"), attempt as usize).await;
             match stage_once(ctx, wh, stage, date).await {
                 Ok(o) => {
                     let status = if o.skipped { "skipped" } else { "completed" };
