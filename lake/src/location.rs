@@ -282,6 +282,30 @@ mod tests {
     }
 
     #[test]
+    fn lake_paths_are_object_store_paths_byte_for_byte() {
+        use object_store::path::PathPart;
+        use schemas::{paths, Dataset};
+        let date: schemas::RunDate = "2026-11-20".parse().unwrap();
+        for (partner, file) in [("acme", "a b.csv"), ("..", "../../etc/passwd"), ("x", "%41#?*|~[]{}^`\"<>\\é\u{7f}\n"), ("p", ".")] {
+            let lp = paths::raw_file(Dataset::Orders, partner, date, "0123456789abcdef", file);
+            let expected = Path::from("raw")
+                .join(PathPart::from("orders"))
+                .join(PathPart::from(format!("partner={partner}").as_str()))
+                .join(PathPart::from("ingest_date=2026-11-20"))
+                .join(PathPart::from("0123456789abcdef"))
+                .join(PathPart::from(file));
+            assert_eq!(path(&lp), expected, "{file:?}");
+            assert_eq!(path(&lp).as_ref(), lp.as_str());
+            assert!(path(&lp).parts().all(|p| p.as_ref() != ".." && p.as_ref() != "."), "{lp}");
+        }
+        let feed = paths::bronze_feed(Dataset::Orders, "acme", date, "FD00001");
+        assert_eq!(
+            path(&feed),
+            Path::from("bronze/orders/partner=acme/ingest_date=2026-11-20").join("FD00001.parquet")
+        );
+    }
+
+    #[test]
     fn s3_location_parsing() {
         let loc = Location::open("lake", "s3://bucket/some/prefix/", false).unwrap();
         let s3 = loc.s3.unwrap();
