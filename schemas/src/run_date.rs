@@ -52,7 +52,8 @@ impl RunDate {
 
 impl fmt::Display for RunDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%d"))
+        // `pad` so that widths and alignment (`{:<12}`) apply as to a string.
+        f.pad(&self.0.format("%Y-%m-%d").to_string())
     }
 }
 
@@ -108,6 +109,7 @@ mod tests {
     fn parses_displays_and_serialises() {
         let d: RunDate = "2026-11-20".parse().unwrap();
         assert_eq!(d.to_string(), "2026-11-20");
+        assert_eq!(format!("[{d:<12}]"), "[2026-11-20  ]");
         assert_eq!(serde_json::to_string(&d).unwrap(), "\"2026-11-20\"");
         assert_eq!(serde_json::from_str::<RunDate>("\"2026-11-20\"").unwrap(), d);
         assert!(serde_json::from_str::<RunDate>("\"2026-1-20\"").is_err());
