@@ -11,13 +11,14 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::KeyValue;
 use schemas::contract::{validate_file_name, validate_partner_id};
-use schemas::{paths, Dataset, Location};
+use lake::Location;
+use schemas::{paths, Dataset, RunDate};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::csv::CsvReader;
-use schemas::registry::{FeedRecord, FeedStatus, Registry};
+use lake::registry::{FeedRecord, FeedStatus, Registry};
 use crate::sink::{BronzeSink, FileProblem};
 use crate::BronzeError;
 
@@ -26,7 +27,7 @@ use crate::BronzeError;
 pub struct Candidate {
     pub partner: String,
     pub dataset: Dataset,
-    pub date: String,
+    pub date: RunDate,
     pub file_name: String,
     pub path: Path,
 }
@@ -55,7 +56,7 @@ pub struct FeedOutcome {
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct LandReport {
-    pub date: String,
+    pub date: Option<RunDate>,
     pub feeds: Vec<FeedOutcome>,
     pub ignored: Vec<Ignored>,
 }
@@ -73,12 +74,12 @@ impl LandReport {
 }
 
 fn store_err(loc: &Location, path: &Path, e: object_store::Error) -> BronzeError {
-    BronzeError::Store { path: loc.describe(path), source: loc.classify(&e) }
+    BronzeError::Store { path: loc.describe(path), source: loc.classify(e) }
 }
 
 /// Finds every `{partner}/{dataset}/{date}/*.csv` of the landing zone, sorted in landing order
 /// (partner, dataset, file name), and reports everything else it saw at those levels.
-pub async fn discover(landing: &Location, date: &str) -> Result<(Vec<Candidate>, Vec<Ignored>), BronzeError> {
+pub async fn discover(landing: &Location, date: RunDate) -> Result<(Vec<Candidate>, Vec<Ignored>), BronzeError> {
     let mut found = Vec::new();
     let mut ignored = Vec::new();
     let root = landing.store.list_with_delimiter(None).await.map_err(|e| store_err(landing, &Path::default(), e))?;
@@ -105,7 +106,7 @@ pub async fn discover(landing: &Location, date: &str) -> Result<(Vec<Candidate>,
                 });
                 continue;
             };
-            let date_path = ds_path.clone().join(date);
+            let date_path = ds_path.clone().join(date.to_string().as_str());
             let files = landing.store.list_with_delimiter(Some(&date_path)).await.map_err(|e| store_err(landing, &date_path, e))?;
             for sub in files.common_prefixes {
                 ignored.push(Ignored { path: landing.describe(&sub), reason: "sub-folders of a date folder are not read".into() });
@@ -122,7 +123,7 @@ pub async fn discover(landing: &Location, date: &str) -> Result<(Vec<Candidate>,
                     ignored.push(Ignored { path: landing.describe(&meta.location), reason: msg });
                     continue;
                 }
-                found.push(Candidate { partner: partner.clone(), dataset, date: date.into(), file_name, path: meta.location });
+                found.push(Candidate { partner: partner.clone(), dataset, date, file_name, path: meta.location });
             }
         }
         for obj in level.objects {
@@ -138,7 +139,7 @@ pub async fn discover(landing: &Location, date: &str) -> Result<(Vec<Candidate>,
 
 async fn hash_file(landing: &Location, path: &Path) -> Result<(String, u64), BronzeError> {
     let size = landing.store.head(path).await.map_err(|e| store_err(landing, path, e))?.size;
-    let mut stream = Box::pin(schemas::store::read_stream(landing.store.clone(), path.clone(), size));
+    let mut stream = Box::pin(lake::read_stream(landing.store.clone(), path.clone(), size));
     let mut hasher = Sha256::new();
     while let Some(chunk) = stream.try_next().await.map_err(|e| store_err(landing, path, e))? {
         hasher.update(&chunk);
@@ -155,13 +156,13 @@ fn hex(bytes: &[u8]) -> String {
 pub async fn land_date(
     landing: &Location,
     lake: &Location,
-    date: &str,
+    date: RunDate,
     concurrency: usize,
     on_feed: &(dyn Fn(&FeedOutcome) + Sync),
 ) -> Result<LandReport, BronzeError> {
     let (candidates, ignored) = discover(landing, date).await?;
     let mut report = land_candidates(landing, lake, candidates, concurrency, on_feed).await?;
-    report.date = date.into();
+    report.date = Some(date);
     report.ignored = ignored;
     Ok(report)
 }
@@ -183,7 +184,7 @@ pub async fn land_candidates(
             let registry = &registry;
             async move {
                 let (sha, bytes) = hash_file(landing, &c.path).await?;
-                let existing = registry.find_by_key(&c.date, &c.partner, c.dataset, &sha).await?;
+                let existing = registry.find_by_key(c.date, &c.partner, c.dataset, &sha).await?;
                 Ok::<_, BronzeError>((c, sha, bytes, existing))
             }
         })
@@ -203,9 +204,9 @@ pub async fn land_candidates(
                 on_feed(&outcome);
                 report.feeds.push(outcome);
             }
-            _ if !seen_in_run.insert((c.partner.clone(), c.dataset, c.date.clone(), sha.clone())) => {
+            _ if !seen_in_run.insert((c.partner.clone(), c.dataset, c.date, sha.clone())) => {
                 // The same content twice in one run (two names): landed once.
-                let rec = registry.find_by_key(&c.date, &c.partner, c.dataset, &sha).await?;
+                let rec = registry.find_by_key(c.date, &c.partner, c.dataset, &sha).await?;
                 let mut feed = rec.unwrap_or_else(|| new_record(landing, &c, &sha, bytes, &ingested_at));
                 feed.source = landing.describe(&c.path);
                 let outcome = FeedOutcome { action: LandAction::AlreadyLanded, feed };
@@ -243,7 +244,7 @@ pub async fn land_candidates(
         .and_then(|o| {
             let n = landed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async move {
-                schemas::fault::point("bronze.feed_landed", n).await;
+                lake::fault::point("bronze.feed_landed", n).await;
                 Ok(o)
             }
         })
@@ -259,7 +260,7 @@ fn new_record(landing: &Location, c: &Candidate, sha: &str, bytes: u64, at: &chr
         feed_id: String::new(),
         partner: c.partner.clone(),
         dataset: c.dataset,
-        date: c.date.clone(),
+        date: c.date,
         file_name: c.file_name.clone(),
         source: landing.describe(&c.path),
         sha256: sha.into(),
@@ -271,7 +272,7 @@ fn new_record(landing: &Location, c: &Candidate, sha: &str, bytes: u64, at: &chr
         malformed_rows: 0,
         columns: Vec::new(),
         extra_columns: Vec::new(),
-        raw_path: paths::raw_file(c.dataset, &c.partner, &c.date, sha, &c.file_name).to_string(),
+        raw_path: paths::raw_file(c.dataset, &c.partner, c.date, sha, &c.file_name).to_string(),
         bronze_path: None,
         ingested_at: at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     }
@@ -302,7 +303,7 @@ fn writer_properties(feed: &FeedRecord) -> WriterProperties {
 /// bounded by one batch whatever the file size.
 async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: FeedRecord) -> Result<FeedOutcome, BronzeError> {
     let raw_path = Path::from(feed.raw_path.as_str());
-    let bronze_path = paths::bronze_feed(c.dataset, &c.partner, &c.date, &feed.feed_id);
+    let bronze_path = lake.path(&paths::bronze_feed(c.dataset, &c.partner, c.date, &feed.feed_id));
     let raw_exists = match lake.store.head(&raw_path).await {
         Ok(meta) => meta.size == feed.bytes,
         Err(object_store::Error::NotFound { .. }) => false,
@@ -317,7 +318,7 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
     let mut writer: Option<AsyncArrowWriter<BufWriter>> = None;
     let mut hasher = Sha256::new();
 
-    let mut stream = Box::pin(schemas::store::read_stream(landing.store.clone(), c.path.clone(), feed.bytes));
+    let mut stream = Box::pin(lake::read_stream(landing.store.clone(), c.path.clone(), feed.bytes));
     let mut more = true;
     while more {
         let chunk = stream.try_next().await.map_err(|e| store_err(landing, &c.path, e))?;
@@ -325,7 +326,7 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
             Some(chunk) => {
                 hasher.update(chunk);
                 if let Some(w) = raw_writer.as_mut() {
-                    w.write_all(chunk).await.map_err(|e| BronzeError::Input { path: lake.describe(&raw_path), message: e.to_string() })?;
+                    w.write_all(chunk).await.map_err(|source| BronzeError::Io { path: lake.describe(&raw_path), source })?;
                 }
                 if problem.is_none() {
                     if let Err(p) = reader.push(chunk, &mut |rec| sink.record(rec)) {
@@ -356,12 +357,12 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
                     let schema = sink.header.as_ref().expect("batches imply a header").schema.clone();
                     let out = BufWriter::new(lake.store.clone(), bronze_path.clone());
                     let w = AsyncArrowWriter::try_new(out, schema, Some(writer_properties(&feed)))
-                        .map_err(|e| BronzeError::Parquet { path: lake.describe(&bronze_path), message: e.to_string() })?;
+                        .map_err(|source| BronzeError::Parquet { path: lake.describe(&bronze_path), source })?;
                     writer.insert(w)
                 }
             };
             for batch in sink.batches.drain(..) {
-                w.write(&batch).await.map_err(|e| BronzeError::Parquet { path: lake.describe(&bronze_path), message: e.to_string() })?;
+                w.write(&batch).await.map_err(|source| BronzeError::Parquet { path: lake.describe(&bronze_path), source })?;
             }
         }
         sink.batches.clear();
@@ -382,7 +383,7 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
         });
     }
     if let Some(mut w) = raw_writer {
-        w.shutdown().await.map_err(|e| BronzeError::Input { path: lake.describe(&raw_path), message: e.to_string() })?;
+        w.shutdown().await.map_err(|source| BronzeError::Io { path: lake.describe(&raw_path), source })?;
     }
     feed.rows = sink.rows;
     feed.malformed_rows = sink.malformed;
@@ -406,7 +407,7 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
         }
         None => {
             let w = writer.expect("a file with a header has a batch");
-            w.close().await.map_err(|e| BronzeError::Parquet { path: lake.describe(&bronze_path), message: e.to_string() })?;
+            w.close().await.map_err(|source| BronzeError::Parquet { path: lake.describe(&bronze_path), source })?;
             feed.status = FeedStatus::Landed;
             feed.bronze_path = Some(bronze_path.to_string());
             LandAction::Landed
@@ -423,14 +424,13 @@ pub async fn ingest_files(
     landing: &Location,
     partner: &str,
     dataset: &str,
-    date: &str,
+    date: RunDate,
     files: &[std::path::PathBuf],
 ) -> Result<Vec<String>, BronzeError> {
     validate_partner_id(partner).map_err(BronzeError::Usage)?;
     let ds = Dataset::parse(dataset).ok_or_else(|| {
         BronzeError::Usage(format!("unknown dataset {dataset:?} (expected one of: {})", Dataset::ALL.map(|d| d.name()).join(", ")))
     })?;
-    schemas::contract::parse_run_date(date).map_err(BronzeError::Usage)?;
     let mut targets = Vec::new();
     for f in files {
         let name = f.file_name().and_then(|n| n.to_str()).ok_or_else(|| BronzeError::Usage(format!("{}: not a file name", f.display())))?;
@@ -438,12 +438,13 @@ pub async fn ingest_files(
         if !f.is_file() {
             return Err(BronzeError::Usage(format!("{}: no such file", f.display())));
         }
-        let path = Path::from_iter([partner, ds.name(), date, name].map(object_store::path::PathPart::from));
+        let date = date.to_string();
+        let path = Path::from_iter([partner, ds.name(), date.as_str(), name].map(object_store::path::PathPart::from));
         targets.push((f, path));
     }
     let mut out = Vec::new();
     for (f, path) in targets {
-        let data = tokio::fs::read(f).await.map_err(|e| BronzeError::Input { path: f.display().to_string(), message: e.to_string() })?;
+        let data = tokio::fs::read(f).await.map_err(|source| BronzeError::Io { path: f.display().to_string(), source })?;
         match landing.store.head(&path).await {
             Ok(_) => {
                 let existing = landing.store.get(&path).await.map_err(|e| store_err(landing, &path, e))?.bytes().await.map_err(|e| store_err(landing, &path, e))?;

@@ -8,10 +8,10 @@ mod land;
 mod sink;
 
 pub use land::{discover, ingest_files, land_date, Candidate, FeedOutcome, Ignored, LandAction, LandReport};
-pub use schemas::registry::{FeedRecord, FeedStatus, Registry, RegistryError};
+pub use lake::registry::{FeedRecord, FeedStatus, Registry, RegistryError};
 pub use sink::LINEAGE_COLUMNS;
 
-use schemas::StoreError;
+use lake::StoreError;
 
 /// Errors that stop a bronze run (problems with one file's content quarantine that file instead).
 #[derive(Debug, thiserror::Error)]
@@ -20,10 +20,20 @@ pub enum BronzeError {
     Store { path: String, source: StoreError },
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("{path}: {message}")]
-    Parquet { path: String, message: String },
+    #[error("{path}: {source}")]
+    Parquet { path: String, source: parquet::errors::ParquetError },
+    /// Reading a local file or writing the raw copy failed.
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
     #[error("{path}: {message}")]
     Input { path: String, message: String },
     #[error("{0}")]
     Usage(String),
+}
+
+impl BronzeError {
+    /// Whether retrying later may help ([`lake::is_transient`] on the cause).
+    pub fn is_transient(&self) -> bool {
+        lake::is_transient(self)
+    }
 }

@@ -49,7 +49,7 @@ pub async fn run(ctx: &SessionContext, outputs: &[GoldOutput], scope: &Scope) ->
     let mut results = Vec::new();
     for c in models::reconciliation_checks() {
         let mut r = run_one(ctx, c, &filter).await?;
-        if r.failures.is_empty() && schemas::fault::point(&format!("gold.check.{}", c.name), 0).await.is_some() {
+        if r.failures.is_empty() && ::lake::fault::point(&format!("gold.check.{}", c.name), 0).await.is_some() {
             r.failures.push("injected fault (MEDALLION_FAULT)".into());
         }
         results.push(r);

@@ -14,8 +14,8 @@ use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use ::lake::Location;
 use schemas::paths;
-use schemas::Location;
 
 use crate::warehouse::date_string;
 use crate::{Dates, GoldError, GoldOutput};
@@ -26,12 +26,11 @@ fn parquet_bytes(schema: arrow::datatypes::SchemaRef, batches: &[RecordBatch]) -
         .set_created_by("medallion".into())
         .build();
     let mut buf = Vec::new();
-    let err = |e: parquet::errors::ParquetError| GoldError::Input(format!("writing gold Parquet: {e}"));
-    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props)).map_err(err)?;
+    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
     for b in batches {
-        w.write(b).map_err(err)?;
+        w.write(b)?;
     }
-    w.close().map_err(err)?;
+    w.close()?;
     Ok(buf)
 }
 
@@ -42,7 +41,7 @@ pub async fn write(lake: &Location, outputs: &[GoldOutput]) -> Result<(usize, us
         let t = o.table;
         let schema = crate::gold_schema(t);
         let Some(date_col) = t.date_column.as_deref() else {
-            put(lake, &paths::gold_file(&t.name, None), parquet_bytes(schema, &o.batches)?, written).await?;
+            put(lake, &lake.path(&paths::gold_file(&t.name, None)), parquet_bytes(schema, &o.batches)?, written).await?;
             written += 1;
             continue;
         };
@@ -69,19 +68,19 @@ pub async fn write(lake: &Location, outputs: &[GoldOutput]) -> Result<(usize, us
         }
         let present: BTreeSet<String> = by_date.iter().map(|(d, _)| d.clone()).collect();
         for (d, batches) in &by_date {
-            put(lake, &paths::gold_file(&t.name, Some((date_col, d))), parquet_bytes(schema.clone(), batches)?, written).await?;
+            put(lake, &lake.path(&paths::gold_file(&t.name, Some((date_col, d)))), parquet_bytes(schema.clone(), batches)?, written).await?;
             written += 1;
         }
         // Dates this output replaces that have no rows any more lose their file.
         let stale: Vec<Path> = match &o.dates {
-            Dates::Only(ds) => ds.iter().filter(|d| !present.contains(*d)).map(|d| paths::gold_file(&t.name, Some((date_col, d)))).collect(),
+            Dates::Only(ds) => ds.iter().filter(|d| !present.contains(*d)).map(|d| lake.path(&paths::gold_file(&t.name, Some((date_col, d))))).collect(),
             Dates::All => {
-                let prefix = paths::gold_table(&t.name);
+                let prefix = lake.path(&paths::gold_table(&t.name));
                 let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| GoldError::store(lake, &prefix, e))?;
                 metas
                     .into_iter()
                     .map(|m| m.location)
-                    .filter(|p| !present.iter().any(|d| *p == paths::gold_file(&t.name, Some((date_col, d)))))
+                    .filter(|p| !present.iter().any(|d| *p == lake.path(&paths::gold_file(&t.name, Some((date_col, d))))))
                     .collect()
             }
         };
@@ -97,7 +96,7 @@ pub async fn write(lake: &Location, outputs: &[GoldOutput]) -> Result<(usize, us
 }
 
 async fn put(lake: &Location, path: &Path, bytes: Vec<u8>, n: usize) -> Result<(), GoldError> {
-    schemas::fault::point("gold.lake_write", n).await;
+    ::lake::fault::point("gold.lake_write", n).await;
     lake.store.put(path, PutPayload::from(bytes)).await.map_err(|e| GoldError::store(lake, path, e))?;
     Ok(())
 }

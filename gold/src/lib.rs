@@ -22,15 +22,28 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
-use schemas::delta::Lakehouse;
-use schemas::{silver, Dataset, Location};
+use ::lake::delta::Lakehouse;
+use ::lake::Location;
+use schemas::{silver, Dataset};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GoldError {
     #[error(transparent)]
-    Delta(#[from] schemas::delta::DeltaError),
+    Delta(#[from] ::lake::delta::DeltaError),
     #[error("gold model {model}: {message}")]
     Model { model: String, message: String },
+    /// A model's (or check's) SQL failed.
+    #[error("gold model {model}: {source}")]
+    Query { model: String, source: deltalake::datafusion::error::DataFusionError },
+    /// A model's result could not be cast to the contract's types.
+    #[error("gold model {model}: {context}{source}")]
+    Cast { model: String, context: String, source: arrow::error::ArrowError },
+    #[error("writing gold Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("{0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("{path}: not a silver run record: {source}")]
+    Record { path: String, source: serde_json::Error },
     #[error("query engine: {0}")]
     DataFusion(#[from] deltalake::datafusion::error::DataFusionError),
     #[error("delta: {0}")]
@@ -38,7 +51,7 @@ pub enum GoldError {
     #[error(transparent)]
     Warehouse(#[from] warehouse::WarehouseError),
     #[error("{path}: {source}")]
-    Store { path: String, source: schemas::StoreError },
+    Store { path: String, source: ::lake::StoreError },
     #[error("nothing to do: {0}")]
     NothingToDo(String),
     #[error("{0}")]
@@ -50,7 +63,21 @@ pub enum GoldError {
 
 impl GoldError {
     pub(crate) fn store(lake: &Location, path: &object_store::path::Path, e: object_store::Error) -> Self {
-        GoldError::Store { path: lake.describe(path), source: lake.classify(&e) }
+        GoldError::Store { path: lake.describe(path), source: lake.classify(e) }
+    }
+
+    pub(crate) fn query(model: impl Into<String>) -> impl FnOnce(deltalake::datafusion::error::DataFusionError) -> GoldError {
+        let model = model.into();
+        move |source| GoldError::Query { model, source }
+    }
+
+    /// Whether retrying later may help: the warehouse's own decision for its errors,
+    /// [`::lake::is_transient`] on the cause for the rest.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GoldError::Warehouse(w) => w.is_transient(),
+            other => ::lake::is_transient(other),
+        }
     }
 }
 
@@ -84,7 +111,7 @@ pub async fn session(lake: &Location) -> Result<SessionContext, GoldError> {
     for v in models::views() {
         ctx.sql(&format!("CREATE VIEW {} AS {}", v.name, v.sql))
             .await
-            .map_err(|e| GoldError::Model { model: v.name.into(), message: e.to_string() })?;
+            .map_err(GoldError::query(v.name))?;
     }
     Ok(ctx)
 }
@@ -194,13 +221,17 @@ fn conform(t: &'static models::GoldTable, batches: Vec<RecordBatch>) -> Result<V
         }
         let mut cols = Vec::with_capacity(b.num_columns());
         for (c, field) in b.columns().iter().zip(schema.fields()) {
-            let cast = arrow::compute::cast(c, field.data_type()).map_err(|e| err(format!("column {}: {e}", field.name())))?;
+            let cast = arrow::compute::cast(c, field.data_type()).map_err(|source| GoldError::Cast {
+                model: t.name.clone(),
+                context: format!("column {}: ", field.name()),
+                source,
+            })?;
             if !field.is_nullable() && cast.null_count() > 0 {
                 return Err(err(format!("column {} holds {} NULL values; the contract says it never does", field.name(), cast.null_count())));
             }
             cols.push(cast);
         }
-        out.push(RecordBatch::try_new(schema.clone(), cols).map_err(|e| err(e.to_string()))?);
+        out.push(RecordBatch::try_new(schema.clone(), cols).map_err(|source| GoldError::Cast { model: t.name.clone(), context: String::new(), source })?);
     }
     Ok(out)
 }
@@ -215,8 +246,7 @@ pub async fn run_model(ctx: &SessionContext, m: &Model, scope: &Scope) -> Result
     // Rows in grain order: the lake's files and the warehouse loads are then deterministic.
     let filter = table.date_column.as_deref().and_then(|c| dates.predicate(c)).map(|p| format!(" WHERE {p}")).unwrap_or_default();
     let sql = format!("SELECT * FROM ({}) AS model{filter} ORDER BY {}", m.sql, table.grain.join(", "));
-    let map = |e: deltalake::datafusion::error::DataFusionError| GoldError::Model { model: m.name.into(), message: e.to_string() };
-    let batches = ctx.sql(&sql).await.map_err(map)?.collect().await.map_err(map)?;
+    let batches = ctx.sql(&sql).await.map_err(GoldError::query(m.name))?.collect().await.map_err(GoldError::query(m.name))?;
     Ok(GoldOutput { table, dates, batches: conform(table, batches)? })
 }
 
@@ -259,21 +289,12 @@ pub async fn sql_session(lake: &Location) -> Result<SessionContext, GoldError> {
     for m in models() {
         ctx.sql(&format!("CREATE VIEW gold.{} AS {}", m.name, m.sql))
             .await
-            .map_err(|e| GoldError::Model { model: m.name.into(), message: e.to_string() })?;
+            .map_err(GoldError::query(m.name))?;
     }
     // Bronze: Parquet under bronze/<dataset>/partner=../ingest_date=../
-    let base = match (&lake.local_root, &lake.s3) {
-        (Some(root), _) => format!("file://{}/", root.display()),
-        (None, Some(s3)) => {
-            let store = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&s3.bucket).build().map_err(|e| GoldError::Model {
-                model: "bronze".into(),
-                message: e.to_string(),
-            })?;
-            let url = url::Url::parse(&format!("s3://{}", s3.bucket)).expect("bucket URL");
-            ctx.runtime_env().register_object_store(&url, Arc::new(store));
-            if s3.prefix.is_empty() { format!("s3://{}/", s3.bucket) } else { format!("s3://{}/{}/", s3.bucket, s3.prefix) }
-        }
-        _ => return Ok(ctx),
+    // The lake's object store, configured by the lake crate (the only S3 configuration).
+    let Some(base) = lake.register_in(&ctx).map_err(|source| GoldError::Store { path: lake.display.clone(), source })? else {
+        return Ok(ctx);
     };
     for d in Dataset::ALL {
         let path = format!("{base}{}/{}/", schemas::paths::BRONZE, d.name());

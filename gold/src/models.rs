@@ -437,7 +437,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let lake = schemas::Location::open("lake", dir.to_str().unwrap(), true).unwrap();
+            let lake = ::lake::Location::open("lake", dir.to_str().unwrap(), true).unwrap();
             let ctx = crate::session(&lake).await.unwrap();
             for m in models() {
                 let df = ctx.sql(m.sql).await.unwrap_or_else(|e| panic!("{}: {e}", m.name));

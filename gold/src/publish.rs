@@ -9,7 +9,7 @@
 //! inventory_status) and every date holding an item or a snapshot of a product they inserted,
 //! renamed or recategorised. A warehouse without any publish gets everything.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
@@ -18,8 +18,9 @@ use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
-use schemas::{paths, Location};
-use serde::{Deserialize, Serialize};
+use ::lake::Location;
+use schemas::{paths, RunDate, RunStatus, SilverRecord};
+use serde::Serialize;
 
 use crate::checks::CheckResult;
 use crate::warehouse::{LoadedTable, PublishedRun};
@@ -55,20 +56,15 @@ pub struct GoldReport {
     pub publish_seconds: f64,
 }
 
-/// The part of silver's run record (`silver/_runs/D.json`) gold reads.
-#[derive(Debug, Clone, Deserialize)]
-struct SilverRun {
-    date: String,
-    status: String,
-    #[serde(default)]
-    business_dates: Vec<String>,
-    #[serde(default)]
-    renamed_or_recategorised: Vec<(String, String)>,
-    #[serde(default)]
-    versions_after: BTreeMap<String, i64>,
+/// Silver's run record (`silver/_runs/D.json`): the type silver writes.
+type SilverRun = SilverRecord;
+
+/// The stamp of the table versions a silver run produced.
+trait Stamp {
+    fn stamp(&self) -> String;
 }
 
-impl SilverRun {
+impl Stamp for SilverRun {
     fn stamp(&self) -> String {
         use sha2::Digest;
         let json = serde_json::to_string(&self.versions_after).expect("serialisable");
@@ -77,7 +73,7 @@ impl SilverRun {
 }
 
 async fn silver_runs(lake: &Location) -> Result<Vec<SilverRun>, GoldError> {
-    let prefix = paths::silver_runs();
+    let prefix = lake.path(&paths::silver_runs());
     let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| GoldError::store(lake, &prefix, e))?;
     let mut runs = Vec::new();
     for m in metas {
@@ -85,7 +81,7 @@ async fn silver_runs(lake: &Location) -> Result<Vec<SilverRun>, GoldError> {
             continue;
         }
         let bytes = lake.store.get(&m.location).await.map_err(|e| GoldError::store(lake, &m.location, e))?.bytes().await.map_err(|e| GoldError::store(lake, &m.location, e))?;
-        let run: SilverRun = serde_json::from_slice(&bytes).map_err(|e| GoldError::Input(format!("{}: not a silver run record: {e}", lake.describe(&m.location))))?;
+        let run: SilverRun = serde_json::from_slice(&bytes).map_err(|source| GoldError::Record { path: lake.describe(&m.location), source })?;
         runs.push(run);
     }
     runs.sort_by(|a, b| a.date.cmp(&b.date));
@@ -103,8 +99,8 @@ fn string_set(batches: &[RecordBatch]) -> BTreeSet<String> {
 }
 
 async fn query_set(ctx: &SessionContext, sql: &str) -> Result<BTreeSet<String>, GoldError> {
-    let map = |e: deltalake::datafusion::error::DataFusionError| GoldError::Model { model: "dates to republish".into(), message: e.to_string() };
-    Ok(string_set(&ctx.sql(sql).await.map_err(map)?.collect().await.map_err(map)?))
+    let map = GoldError::query;
+    Ok(string_set(&ctx.sql(sql).await.map_err(map("dates to republish"))?.collect().await.map_err(map("dates to republish"))?))
 }
 
 /// The dates whose figures the products inserted, renamed or recategorised by `runs` change:
@@ -117,10 +113,10 @@ async fn dates_of_changed_products(ctx: &SessionContext, runs: &[&SilverRun]) ->
             "SELECT partner_id, sku FROM product_changes WHERE change = 'inserted' AND sku IS NOT NULL AND _run_date IN ({})",
             run_dates.join(", ")
         );
-        let map = |e: deltalake::datafusion::error::DataFusionError| GoldError::Model { model: "inserted products".into(), message: e.to_string() };
-        for b in ctx.sql(&sql).await.map_err(map)?.collect().await.map_err(map)? {
-            let p = arrow::compute::cast(b.column(0), &DataType::Utf8).map_err(|e| GoldError::Input(e.to_string()))?;
-            let s = arrow::compute::cast(b.column(1), &DataType::Utf8).map_err(|e| GoldError::Input(e.to_string()))?;
+        let map = GoldError::query;
+        for b in ctx.sql(&sql).await.map_err(map("inserted products"))?.collect().await.map_err(map("inserted products"))? {
+            let p = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
+            let s = arrow::compute::cast(b.column(1), &DataType::Utf8)?;
             let (p, s) = (p.as_string::<i32>(), s.as_string::<i32>());
             changed.extend((0..b.num_rows()).map(|i| (p.value(i).to_string(), s.value(i).to_string())));
         }
@@ -135,8 +131,7 @@ async fn dates_of_changed_products(ctx: &SessionContext, runs: &[&SilverRun]) ->
             Arc::new(StringArray::from_iter_values(changed.iter().map(|(p, _)| p.as_str()))),
             Arc::new(StringArray::from_iter_values(changed.iter().map(|(_, s)| s.as_str()))),
         ],
-    )
-    .map_err(|e| GoldError::Input(e.to_string()))?;
+    )?;
     let _ = ctx.deregister_table("_changed_products");
     ctx.register_table("_changed_products", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
     let orders = query_set(
@@ -157,25 +152,25 @@ fn list(d: &Dates) -> Vec<String> {
 }
 
 /// Runs gold for `date` (see the module documentation).
-pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: &str, opts: &GoldOptions) -> Result<GoldReport, GoldError> {
+pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: RunDate, opts: &GoldOptions) -> Result<GoldReport, GoldError> {
     let migrations = wh.migrate().await?;
     let runs = silver_runs(lake).await?;
     let this = runs.iter().find(|r| r.date == date);
     match this {
-        Some(r) if r.status != "completed" => {
+        Some(r) if r.status != RunStatus::Completed => {
             return Err(GoldError::Input(format!("silver's run for {date} did not complete (status {}); run silver for {date} again first", r.status)));
         }
         _ => {}
     }
     let published = wh.published_runs().await?;
     let full = opts.full || published.is_empty();
-    let completed: Vec<&SilverRun> = runs.iter().filter(|r| r.status == "completed").collect();
+    let completed: Vec<&SilverRun> = runs.iter().filter(|r| r.status == RunStatus::Completed).collect();
     // The run asked for is always republished (re-running a date repairs it); other runs only
     // when the warehouse does not carry them yet.
     let pending: Vec<&SilverRun> = if full {
         completed.clone()
     } else {
-        completed.iter().copied().filter(|r| r.date == date || published.get(&r.date) != Some(&r.stamp())).collect()
+        completed.iter().copied().filter(|r| r.date == date || published.get(&r.date.to_string()) != Some(&r.stamp())).collect()
     };
     if this.is_none() && pending.is_empty() {
         return Err(GoldError::NothingToDo(format!("silver has not run for {date} and the warehouse carries every silver run")));
@@ -189,7 +184,7 @@ pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: &str, opts: &Go
         let (item_dates, snapshot_dates) = dates_of_changed_products(&ctx, &pending).await?;
         let mut order_dates: BTreeSet<String> = pending.iter().flat_map(|r| r.business_dates.iter().cloned()).collect();
         order_dates.extend(item_dates);
-        let run_dates: BTreeSet<String> = pending.iter().map(|r| r.date.clone()).collect();
+        let run_dates: BTreeSet<String> = pending.iter().map(|r| r.date.to_string()).collect();
         let mut snapshots = run_dates.clone();
         snapshots.extend(snapshot_dates);
         Scope { order_dates: Dates::Only(order_dates), run_dates: Dates::Only(run_dates), snapshot_dates: Dates::Only(snapshots) }
@@ -215,14 +210,14 @@ pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: &str, opts: &Go
     let started = std::time::Instant::now();
     let (lake_files_written, lake_files_removed) = crate::lake::write(lake, &outputs).await?;
     let lake_seconds = started.elapsed().as_secs_f64();
-    let carried: Vec<PublishedRun> = pending.iter().map(|r| PublishedRun { silver_run_date: r.date.clone(), silver_stamp: r.stamp() }).collect();
+    let carried: Vec<PublishedRun> = pending.iter().map(|r| PublishedRun { silver_run_date: r.date.to_string(), silver_stamp: r.stamp() }).collect();
     let tables = wh.publish(&outputs, &carried).await?;
     Ok(GoldReport {
-        date: date.into(),
+        date: date.to_string(),
         warehouse: wh.display.clone(),
         full,
         migrations,
-        silver_runs: pending.iter().map(|r| r.date.clone()).collect(),
+        silver_runs: pending.iter().map(|r| r.date.to_string()).collect(),
         order_dates: list(&scope.order_dates),
         run_dates: list(&scope.run_dates),
         snapshot_dates: list(&scope.snapshot_dates),

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use schemas::RunDate;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -170,7 +171,7 @@ pub struct GenerateArgs {
     pub days: usize,
     /// First logical date (YYYY-MM-DD).
     #[arg(long, default_value = "2026-11-18")]
-    pub start_date: String,
+    pub start_date: RunDate,
     /// Orders per partner per day (catalog, customers and items scale with it).
     #[arg(long, default_value_t = 200)]
     pub rows: usize,
@@ -190,7 +191,7 @@ pub struct GenerateArgs {
 pub struct BronzeArgs {
     /// Run date (YYYY-MM-DD).
     #[arg(long)]
-    pub date: String,
+    pub date: RunDate,
     /// Landing zone: a local folder or s3://bucket/prefix.
     #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
     pub landing: String,
@@ -206,7 +207,7 @@ pub struct BronzeArgs {
 pub struct SilverArgs {
     /// Run date (YYYY-MM-DD).
     #[arg(long)]
-    pub date: String,
+    pub date: RunDate,
     /// Retries of a stage that failed for a transient reason (S3 or PostgreSQL unreachable).
     #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
     pub retries: u32,
@@ -216,7 +217,7 @@ pub struct SilverArgs {
 pub struct GoldArgs {
     /// Run date (YYYY-MM-DD).
     #[arg(long)]
-    pub date: String,
+    pub date: RunDate,
     /// Recompute and republish every date, not only those the pending silver runs changed.
     #[arg(long)]
     pub full: bool,
@@ -231,7 +232,7 @@ pub struct GoldArgs {
 #[derive(clap::Args)]
 pub struct RunArgs {
     #[arg(long)]
-    pub date: String,
+    pub date: RunDate,
     /// Stages to run, in order (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = ["bronze".to_string(), "silver".to_string(), "gold".to_string()])]
     pub stages: Vec<String>,
@@ -246,9 +247,9 @@ pub struct RunArgs {
 #[derive(clap::Args)]
 pub struct BackfillArgs {
     #[arg(long)]
-    pub from: String,
+    pub from: RunDate,
     #[arg(long)]
-    pub to: String,
+    pub to: RunDate,
     #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
     pub landing: String,
     #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
@@ -288,7 +289,7 @@ pub struct DemoArgs {
 #[derive(clap::Args)]
 pub struct StatusArgs {
     #[arg(long)]
-    pub date: Option<String>,
+    pub date: Option<RunDate>,
     /// Runs to show.
     #[arg(long, default_value_t = 10)]
     pub limit: usize,
@@ -321,7 +322,7 @@ pub struct IngestArgs {
     #[arg(long)]
     pub dataset: String,
     #[arg(long)]
-    pub date: String,
+    pub date: RunDate,
     #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
     pub landing: String,
     #[arg(required = true)]
@@ -331,7 +332,7 @@ pub struct IngestArgs {
 #[derive(clap::Args)]
 pub struct FeedsArgs {
     #[arg(long)]
-    pub date: Option<String>,
+    pub date: Option<RunDate>,
 }
 
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use schemas::Location;
+use lake::Location;
 
 use crate::{orchestrate, Failure};
 

@@ -4,6 +4,7 @@
 //! the warehouse's versioned migrations (`Warehouse::migrate_with`) before the ledger's first
 //! use on a connection. Every value is a bound parameter.
 
+use schemas::{JobStatus, RunDate};
 use gold::warehouse::{Dialect, Migration, Param, Statement};
 use gold::{Warehouse, WarehouseError};
 use serde::Serialize;
@@ -78,15 +79,16 @@ fn stmt(sql: String, args: Args) -> Statement {
     Statement::new(sql, args.0)
 }
 
-pub async fn start_run(wh: &mut Warehouse, run_id: &str, date: &str, kind: &str, stages: &[&str]) -> Result<(), WarehouseError> {
+pub async fn start_run(wh: &mut Warehouse, run_id: &str, date: RunDate, kind: &str, stages: &[&str]) -> Result<(), WarehouseError> {
     migrate(wh).await?;
     let mut a = Args::default();
     let sql = format!(
-        "INSERT INTO {} (run_id, run_date, kind, status, started_at, host, pid) VALUES ({}, {}, {}, 'running', {}, {}, {})",
+        "INSERT INTO {} (run_id, run_date, kind, status, started_at, host, pid) VALUES ({}, {}, {}, {}, {}, {}, {})",
         t(wh, "runs"),
         a.p(Param::text(run_id)),
-        a.p(Param::date(date)),
+        a.p(Param::date(&date.to_string())),
         a.p(Param::text(kind)),
+        a.p(Param::text(JobStatus::Running.as_str())),
         a.p(Param::timestamp(&now())),
         a.p(Param::text(&crate::lock::hostname())),
         a.p(Param::int(std::process::id() as i64)),
@@ -104,20 +106,20 @@ pub async fn job(
     wh: &mut Warehouse,
     run_id: &str,
     stage: &str,
-    status: &str,
+    status: JobStatus,
     attempts: u32,
     rows: Option<u64>,
     summary: Option<&serde_json::Value>,
     error: Option<&str>,
 ) -> Result<(), WarehouseError> {
     migrate(wh).await?;
-    let running = status == "running";
+    let running = status == JobStatus::Running;
     let summary = summary.map(|s| s.to_string());
     let mut a = Args::default();
     let sql = format!(
         "UPDATE {} SET status = {}, attempts = {}, started_at = {}, finished_at = {}, rows = {}, summary = {}, error = {} WHERE run_id = {} AND stage = {}",
         t(wh, "jobs"),
-        a.p(Param::text(status)),
+        a.p(Param::text(status.as_str())),
         a.p(Param::int(attempts as i64)),
         if running { a.p(Param::timestamp(&now())) } else { "started_at".into() },
         a.p(Param::Timestamp((!running).then(now))),
@@ -130,13 +132,13 @@ pub async fn job(
     wh.execute_with(&sql, &a.0).await.map(|_| ())
 }
 
-pub async fn finish_run(wh: &mut Warehouse, run_id: &str, status: &str, error: Option<&str>) -> Result<(), WarehouseError> {
+pub async fn finish_run(wh: &mut Warehouse, run_id: &str, status: JobStatus, error: Option<&str>) -> Result<(), WarehouseError> {
     migrate(wh).await?;
     let mut a = Args::default();
     let run = format!(
         "UPDATE {} SET status = {}, finished_at = {}, error = {} WHERE run_id = {}",
         t(wh, "runs"),
-        a.p(Param::text(status)),
+        a.p(Param::text(status.as_str())),
         a.p(Param::timestamp(&now())),
         a.p(Param::opt_text(error)),
         a.p(Param::text(run_id)),
@@ -149,10 +151,10 @@ pub async fn finish_run(wh: &mut Warehouse, run_id: &str, status: &str, error: O
 
 /// Mirrors the feed registry of `date`, with silver's reconciliation when there is one, and
 /// the products diff (in one transaction).
-pub async fn sync_feeds(wh: &mut Warehouse, date: &str, feeds: &[schemas::registry::FeedRecord], silver: Option<&silver::SilverReport>) -> Result<(), WarehouseError> {
+pub async fn sync_feeds(wh: &mut Warehouse, date: RunDate, feeds: &[lake::registry::FeedRecord], silver: Option<&silver::SilverReport>) -> Result<(), WarehouseError> {
     migrate(wh).await?;
     let mut a = Args::default();
-    let mut statements = vec![stmt(format!("DELETE FROM {} WHERE run_date = {}", t(wh, "feeds"), a.p(Param::date(date))), a)];
+    let mut statements = vec![stmt(format!("DELETE FROM {} WHERE run_date = {}", t(wh, "feeds"), a.p(Param::date(&date.to_string()))), a)];
     for f in feeds {
         let rec = silver.and_then(|s| s.feeds.iter().find(|x| x.feed_id == f.feed_id));
         let mut a = Args::default();
@@ -161,7 +163,7 @@ pub async fn sync_feeds(wh: &mut Warehouse, date: &str, feeds: &[schemas::regist
              VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
             t(wh, "feeds"),
             a.p(Param::text(&f.feed_id)),
-            a.p(Param::date(&f.date)),
+            a.p(Param::date(&f.date.to_string())),
             a.p(Param::text(&f.partner)),
             a.p(Param::text(f.dataset.name())),
             a.p(Param::text(&f.file_name)),
@@ -178,13 +180,13 @@ pub async fn sync_feeds(wh: &mut Warehouse, date: &str, feeds: &[schemas::regist
     }
     if let Some(s) = silver {
         let mut a = Args::default();
-        statements.push(stmt(format!("DELETE FROM {} WHERE run_date = {}", t(wh, "product_diffs"), a.p(Param::date(date))), a));
+        statements.push(stmt(format!("DELETE FROM {} WHERE run_date = {}", t(wh, "product_diffs"), a.p(Param::date(&date.to_string()))), a));
         for d in &s.product_changes {
             let mut a = Args::default();
             let sql = format!(
                 "INSERT INTO {} (run_date, partner_id, inserted, updated, unchanged, skipped, duplicate) VALUES ({}, {}, {}, {}, {}, {}, {})",
                 t(wh, "product_diffs"),
-                a.p(Param::date(date)),
+                a.p(Param::date(&date.to_string())),
                 a.p(Param::text(&d.partner)),
                 a.p(Param::int(d.inserted as i64)),
                 a.p(Param::int(d.updated as i64)),
@@ -200,13 +202,14 @@ pub async fn sync_feeds(wh: &mut Warehouse, date: &str, feeds: &[schemas::regist
 
 /// The last date a run of the whole pipeline completed (or had nothing to do), for the
 /// scheduler's catch-up.
-pub async fn last_done_date(wh: &mut Warehouse) -> Result<Option<String>, WarehouseError> {
+pub async fn last_done_date(wh: &mut Warehouse) -> Result<Option<RunDate>, WarehouseError> {
     migrate(wh).await?;
     let sql = format!(
         "SELECT CAST(MAX(run_date) AS TEXT) FROM {} WHERE status IN ('completed', 'skipped') AND kind IN ('run', 'schedule', 'backfill')",
         t(wh, "runs")
     );
-    Ok(wh.query_strings(&sql).await?.into_iter().next().and_then(|r| r.into_iter().next().flatten()))
+    let last = wh.query_strings(&sql).await?.into_iter().next().and_then(|r| r.into_iter().next().flatten());
+    Ok(last.and_then(|d| d.parse().ok()))
 }
 
 #[derive(Debug, Serialize)]
@@ -226,11 +229,11 @@ fn objects(cols: &[&str], rows: Vec<Vec<Option<String>>>) -> Vec<serde_json::Val
         .collect()
 }
 
-pub async fn status(wh: &mut Warehouse, date: Option<&str>, limit: usize) -> Result<Status, WarehouseError> {
+pub async fn status(wh: &mut Warehouse, date: Option<RunDate>, limit: usize) -> Result<Status, WarehouseError> {
     migrate(wh).await?;
     let d = wh.dialect();
     let mut a = Args::default();
-    let filter = date.map(|x| format!(" WHERE run_date = {}", a.p(Param::date(x)))).unwrap_or_default();
+    let filter = date.map(|x| format!(" WHERE run_date = {}", a.p(Param::date(&x.to_string())))).unwrap_or_default();
     let run_cols = ["run_id", "run_date", "kind", "status", "started_at", "finished_at", "host", "pid", "error"];
     let sql = format!(
         "SELECT run_id, CAST(run_date AS TEXT), kind, status, {}, {}, host, CAST(pid AS TEXT), error FROM {}{filter} ORDER BY started_at DESC LIMIT {}",
@@ -281,6 +284,10 @@ pub async fn status(wh: &mut Warehouse, date: Option<&str>, limit: usize) -> Res
 mod tests {
     use super::*;
 
+    fn d(s: &str) -> RunDate {
+        s.parse().unwrap()
+    }
+
     /// Migration 3 is the one the warehouse applied before the ledger owned it.
     #[test]
     fn migration_3_is_unchanged() {
@@ -303,12 +310,12 @@ mod tests {
         rt.block_on(async {
             let mut wh = Warehouse::connect(&format!("sqlite://{}/w.db", dir.display())).await.unwrap();
             wh.migrate().await.unwrap();
-            start_run(&mut wh, "r'1", "2026-11-18", "run", &["bronze", "silver", "gold"]).await.unwrap();
-            job(&mut wh, "r'1", "bronze", "running", 1, None, None, None).await.unwrap();
-            job(&mut wh, "r'1", "bronze", "completed", 1, Some(5), Some(&serde_json::json!({"a": "it's"})), None).await.unwrap();
-            finish_run(&mut wh, "r'1", "failed", Some("silver: it's broken")).await.unwrap();
+            start_run(&mut wh, "r'1", d("2026-11-18"), "run", &["bronze", "silver", "gold"]).await.unwrap();
+            job(&mut wh, "r'1", "bronze", JobStatus::Running, 1, None, None, None).await.unwrap();
+            job(&mut wh, "r'1", "bronze", JobStatus::Completed, 1, Some(5), Some(&serde_json::json!({"a": "it's"})), None).await.unwrap();
+            finish_run(&mut wh, "r'1", JobStatus::Failed, Some("silver: it's broken")).await.unwrap();
             assert_eq!(last_done_date(&mut wh).await.unwrap(), None);
-            let st = status(&mut wh, Some("2026-11-18"), 10).await.unwrap();
+            let st = status(&mut wh, Some(d("2026-11-18")), 10).await.unwrap();
             assert_eq!(st.runs.len(), 1);
             let r = &st.runs[0];
             assert_eq!((r["run_id"].as_str(), r["status"].as_str(), r["error"].as_str()), (Some("r'1"), Some("failed"), Some("silver: it's broken")));
@@ -317,7 +324,7 @@ mod tests {
             assert_eq!(stages, [("bronze", "completed"), ("silver", "skipped"), ("gold", "skipped")]);
             assert_eq!(jobs[0]["rows"].as_str(), Some("5"));
             assert!(jobs[0]["started_at"].as_str().is_some() && jobs[0]["finished_at"].as_str().is_some());
-            assert!(status(&mut wh, Some("2026-11-19"), 10).await.unwrap().runs.is_empty());
+            assert!(status(&mut wh, Some(d("2026-11-19")), 10).await.unwrap().runs.is_empty());
             wh.close().await;
         });
         let _ = std::fs::remove_dir_all(&dir);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
-use schemas::Location;
+use lake::Location;
 use serde::{Deserialize, Serialize};
 
 pub const HEARTBEAT: Duration = Duration::from_secs(20);
@@ -103,7 +103,7 @@ async fn read(lake: &Location) -> Result<Option<(LockInfo, UpdateVersion)>, Lock
             Ok(Some((info, version)))
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(LockError::Store(format!("{}: {}", lake.describe(&path), lake.classify(&e)))),
+        Err(e) => Err(LockError::Store(format!("{}: {}", lake.describe(&path), lake.classify(e)))),
     }
 }
 
@@ -120,7 +120,7 @@ impl LakeLock {
             match lake.store.put_opts(&path, body(&info), opts).await {
                 Ok(_) => return Ok(Self::held(lake, info)),
                 Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {}
-                Err(e) => return Err(LockError::Store(format!("{}: {}", lake.describe(&path), lake.classify(&e)))),
+                Err(e) => return Err(LockError::Store(format!("{}: {}", lake.describe(&path), lake.classify(e)))),
             }
             let Some((holder, version)) = read(lake).await? else { continue };
             if let Some(why) = holder.stale() {
@@ -144,7 +144,7 @@ impl LakeLock {
                         }
                         continue;
                     }
-                    Err(e) => return Err(LockError::Store(format!("{}: {}", lake.describe(&path), lake.classify(&e)))),
+                    Err(e) => return Err(LockError::Store(format!("{}: {}", lake.describe(&path), lake.classify(e)))),
                 }
             }
             if tokio::time::Instant::now() >= deadline {

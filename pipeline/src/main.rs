@@ -17,7 +17,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use schemas::StoreError;
+use lake::StoreError;
 
 /// Exit codes: a contract with schedulers (documented in the README).
 pub mod exit {
@@ -86,21 +86,20 @@ impl Failure {
 
 fn store_code(e: &StoreError) -> u8 {
     match e {
-        StoreError::Invalid { .. } => exit::USAGE,
+        StoreError::Invalid { .. } | StoreError::Io { .. } | StoreError::Config { .. } => exit::USAGE,
         StoreError::Unreachable { .. } | StoreError::Denied { .. } | StoreError::MissingBucket { .. } => exit::UNAVAILABLE,
         StoreError::Other { .. } => exit::FAILED,
     }
 }
 
 fn store_failure(e: &StoreError) -> Failure {
-    let code = store_code(e);
-    Failure::classified(code, e, code == exit::UNAVAILABLE)
+    Failure::classified(store_code(e), e, e.is_transient())
 }
 
-fn registry_failure(e: &schemas::registry::RegistryError) -> Failure {
+fn registry_failure(e: &lake::registry::RegistryError) -> Failure {
     match e {
-        schemas::registry::RegistryError::Store { source, .. } => Failure { message: e.to_string(), ..store_failure(source) },
-        other => Failure::failed(other.to_string()),
+        lake::registry::RegistryError::Store { source, .. } => Failure { message: e.to_string(), ..store_failure(source) },
+        other => Failure { transient: other.is_transient(), ..Failure::failed(other.to_string()) },
     }
 }
 
@@ -110,7 +109,7 @@ fn bronze_failure(e: &bronze::BronzeError) -> Failure {
         B::Store { source, .. } => Failure { message: e.to_string(), ..store_failure(source) },
         B::Usage(m) => Failure::usage(m.clone()),
         B::Registry(r) => registry_failure(r),
-        other => Failure::failed(other.to_string()),
+        other => Failure { transient: other.is_transient(), ..Failure::failed(other.to_string()) },
     }
 }
 
@@ -121,7 +120,7 @@ fn silver_failure(e: &silver::SilverError) -> Failure {
         S::Registry(r) => registry_failure(r),
         S::Delta(silver::delta::DeltaError::RetentionTooShort { .. }) => Failure::usage(e.to_string()),
         S::NothingToDo(_) => Failure::new(exit::NOTHING_TO_DO, e.to_string()),
-        other => Failure::failed(other.to_string()),
+        other => Failure { transient: other.is_transient(), ..Failure::failed(other.to_string()) },
     }
 }
 
@@ -140,7 +139,7 @@ fn gold_failure(e: &gold::GoldError) -> Failure {
         G::Warehouse(w) => warehouse_failure(w),
         G::Store { source, .. } => Failure { message: e.to_string(), ..store_failure(source) },
         G::NothingToDo(m) => Failure::new(exit::NOTHING_TO_DO, m.clone()),
-        other => Failure::failed(other.to_string()),
+        other => Failure { transient: other.is_transient(), ..Failure::failed(other.to_string()) },
     }
 }
 
@@ -156,8 +155,8 @@ impl From<bronze::BronzeError> for Failure {
     }
 }
 
-impl From<schemas::registry::RegistryError> for Failure {
-    fn from(e: schemas::registry::RegistryError) -> Self {
+impl From<lake::registry::RegistryError> for Failure {
+    fn from(e: lake::registry::RegistryError) -> Self {
         registry_failure(&e)
     }
 }

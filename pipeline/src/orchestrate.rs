@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use schemas::Location;
+use lake::Location;
+use schemas::{JobStatus, RunDate};
 
 use crate::stage::{Stage, StageOutcome};
 use crate::{exit, ledger, lock, Failure};
@@ -49,8 +50,8 @@ pub struct RunContext {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunSummary {
     pub run_id: String,
-    pub date: String,
-    pub status: String,
+    pub date: RunDate,
+    pub status: JobStatus,
     pub stages: Vec<serde_json::Value>,
     pub error: Option<String>,
 }
@@ -147,7 +148,7 @@ pub async fn connect(ctx: &RunContext) -> Result<gold::Warehouse, Failure> {
 /// Runs `stages` of one date the way every command does: takes the lake lock (before
 /// anything else, so a waiting run holds nothing the holder needs), connects the warehouse,
 /// runs the stages through [`run_date`] and releases the lock.
-pub async fn run_locked(ctx: &RunContext, date: &str, kind: &str, stages: &[Stage], command: &str) -> Result<RunOutcome, Failure> {
+pub async fn run_locked(ctx: &RunContext, date: RunDate, kind: &str, stages: &[Stage], command: &str) -> Result<RunOutcome, Failure> {
     let guard = take_lock(ctx, command).await?;
     let result = async {
         let mut wh = connect(ctx).await?;
@@ -162,18 +163,18 @@ pub async fn run_locked(ctx: &RunContext, date: &str, kind: &str, stages: &[Stag
 
 /// Runs `stages` for `date` (the lock must be held), recording the run and each attempt of
 /// each stage in the ledger.
-pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: &str, kind: &str, stages: &[Stage]) -> Result<RunOutcome, Failure> {
+pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: RunDate, kind: &str, stages: &[Stage]) -> Result<RunOutcome, Failure> {
     let run_id = format!("{}-{}-{}", date, chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
     let names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
     ledger::start_run(wh, &run_id, date, kind, &names).await?;
-    let mut summary = RunSummary { run_id: run_id.clone(), date: date.into(), status: "running".into(), stages: Vec::new(), error: None };
+    let mut summary = RunSummary { run_id: run_id.clone(), date, status: JobStatus::Running, stages: Vec::new(), error: None };
     let mut outcomes = Vec::new();
     let mut all_skipped = true;
     for &stage in stages {
         if ctx.stop.load(Ordering::SeqCst) {
             let msg = "stopped by a signal before this stage";
-            ledger::finish_run(wh, &run_id, "failed", Some(msg)).await?;
-            summary.status = "failed".into();
+            ledger::finish_run(wh, &run_id, JobStatus::Failed, Some(msg)).await?;
+            summary.status = JobStatus::Failed;
             summary.error = Some(msg.into());
             return Ok(RunOutcome { summary, stages: outcomes, code: exit::FAILED });
         }
@@ -181,20 +182,20 @@ pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: &str, ki
         let started = std::time::Instant::now();
         loop {
             attempt += 1;
-            ledger::job(wh, &run_id, stage.name(), "running", attempt, None, None, None).await?;
+            ledger::job(wh, &run_id, stage.name(), JobStatus::Running, attempt, None, None, None).await?;
             lake_fault(stage, attempt).await;
             match stage.run(ctx, wh, date).await {
                 Ok(report) => {
                     let o = StageOutcome { stage, report, seconds: started.elapsed().as_secs_f64() };
                     let skipped = o.skipped();
-                    let status = if skipped { "skipped" } else { "completed" };
+                    let status = if skipped { JobStatus::Skipped } else { JobStatus::Completed };
                     all_skipped &= skipped;
                     let (rows, job_summary) = (o.rows(), o.summary());
                     ledger::job(wh, &run_id, stage.name(), status, attempt, rows, Some(&job_summary), None).await?;
                     if !ctx.quiet {
-                        eprintln!("{date} {:<6} {status} in {:.1}s: {}", stage.name(), o.seconds, o.line());
+                        eprintln!("{date} {:<6} {} in {:.1}s: {}", stage.name(), status.as_str(), o.seconds, o.line());
                     }
-                    summary.stages.push(serde_json::json!({ "stage": stage.name(), "status": status, "attempts": attempt, "rows": rows, "summary": job_summary }));
+                    summary.stages.push(serde_json::json!({ "stage": stage.name(), "status": status.as_str(), "attempts": attempt, "rows": rows, "summary": job_summary }));
                     outcomes.push(o);
                     break;
                 }
@@ -203,39 +204,37 @@ pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: &str, ki
                     let wait = backoff(attempt - 1);
                     tracing::warn!("{date} {stage}: {} — retrying in {:.1}s (attempt {} of {})", f.message, wait.as_secs_f64(), attempt + 1, ctx.retries + 1);
                     // The ledger may live on the same unreachable server: best effort.
-                    let _ = ledger::job(wh, &run_id, stage.name(), "running", attempt, None, None, Some(&f.message)).await;
+                    let _ = ledger::job(wh, &run_id, stage.name(), JobStatus::Running, attempt, None, None, Some(&f.message)).await;
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) => {
                     let f = Failure::from_stage(&e);
-                    let _ = ledger::job(wh, &run_id, stage.name(), "failed", attempt, None, None, Some(&f.message)).await;
-                    let _ = ledger::finish_run(wh, &run_id, "failed", Some(&format!("{stage}: {}", f.message))).await;
+                    let _ = ledger::job(wh, &run_id, stage.name(), JobStatus::Failed, attempt, None, None, Some(&f.message)).await;
+                    let _ = ledger::finish_run(wh, &run_id, JobStatus::Failed, Some(&format!("{stage}: {}", f.message))).await;
                     return Err(Failure { message: format!("{date} {stage} failed after {attempt} attempt(s): {}", f.message), ..f });
                 }
             }
         }
     }
-    let status = if all_skipped { "skipped" } else { "completed" };
+    let status = if all_skipped { JobStatus::Skipped } else { JobStatus::Completed };
     ledger::finish_run(wh, &run_id, status, None).await?;
-    summary.status = status.into();
+    summary.status = status;
     Ok(RunOutcome { summary, stages: outcomes, code: if all_skipped { exit::NOTHING_TO_DO } else { exit::OK } })
 }
 
 async fn lake_fault(stage: Stage, attempt: u32) {
-    schemas::fault::point(&format!("stage.{stage}"), attempt as usize).await;
+    lake::fault::point(&format!("stage.{stage}"), attempt as usize).await;
 }
 
 /// Every date from `from` to `to`, inclusive.
-pub fn date_range(from: &str, to: &str) -> Result<Vec<String>, Failure> {
-    let a = chrono::NaiveDate::parse_from_str(from, "%Y-%m-%d").map_err(|e| Failure::usage(format!("--from {from}: {e}")))?;
-    let b = chrono::NaiveDate::parse_from_str(to, "%Y-%m-%d").map_err(|e| Failure::usage(format!("--to {to}: {e}")))?;
-    if b < a {
+pub fn date_range(from: RunDate, to: RunDate) -> Result<Vec<RunDate>, Failure> {
+    if to < from {
         return Err(Failure::usage(format!("--to {to} is before --from {from}")));
     }
-    if (b - a).num_days() > 3660 {
+    if (to.date() - from.date()).num_days() > 3660 {
         return Err(Failure::usage("a backfill covers at most ten years"));
     }
-    Ok(a.iter_days().take_while(|d| *d <= b).map(|d| d.format("%Y-%m-%d").to_string()).collect())
+    Ok(from.iter_to(to).collect())
 }
 
 #[cfg(test)]
@@ -244,8 +243,10 @@ mod tests {
 
     #[test]
     fn ranges_and_backoff() {
-        assert_eq!(date_range("2026-11-30", "2026-12-02").unwrap(), vec!["2026-11-30", "2026-12-01", "2026-12-02"]);
-        assert!(date_range("2026-12-02", "2026-11-30").is_err());
+        let d = |s: &str| s.parse::<RunDate>().unwrap();
+        let range: Vec<String> = date_range(d("2026-11-30"), d("2026-12-02")).unwrap().iter().map(|d| d.to_string()).collect();
+        assert_eq!(range, vec!["2026-11-30", "2026-12-01", "2026-12-02"]);
+        assert!(date_range(d("2026-12-02"), d("2026-11-30")).is_err());
         for a in 0..8 {
             let b = backoff(a).as_millis() as u64;
             let exp = (2000u64 << a.min(6)).min(120_000);

@@ -29,10 +29,10 @@ pub fn bronze_json(report: &bronze::LandReport, lake: &str, seconds: f64) -> ser
     })
 }
 
-pub fn print_bronze(report: &bronze::LandReport, lake: &str, seconds: f64) {
+pub fn print_bronze(date: schemas::RunDate, report: &bronze::LandReport, lake: &str, seconds: f64) {
     println!(
         "bronze {}: {} landed ({} rows, {:.1} MB), {} quarantined, {} already landed, {} ignored in {:.1}s; lake {}",
-        report.date,
+        date,
         report.count(LandAction::Landed),
         report.rows_landed(),
         report.bytes_landed() as f64 / 1e6,

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::Ordering;
 
+use schemas::RunDate;
+
 use crate::orchestrate::{self, RunContext};
 use crate::stage::Stage;
 use crate::{exit, ledger, lock, Failure};
@@ -11,18 +13,18 @@ use crate::{exit, ledger, lock, Failure};
 pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: bool) -> Result<u8, Failure> {
     let mut wh = orchestrate::connect(&ctx).await?;
     loop {
-        let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
-        let earliest = yesterday - chrono::Days::new(catch_up_days.saturating_sub(1) as u64);
+        let yesterday = RunDate::new(chrono::Utc::now().date_naive() - chrono::Days::new(1));
+        let earliest = RunDate::new(yesterday.date() - chrono::Days::new(catch_up_days.saturating_sub(1) as u64));
         let first = match ledger::last_done_date(&mut wh).await? {
-            Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").map(|d| d + chrono::Days::new(1)).unwrap_or(yesterday).max(earliest),
+            Some(d) => d.succ().unwrap_or(yesterday).max(earliest),
             None => earliest,
         };
         let mut day = first;
         while day <= yesterday && !ctx.stop.load(Ordering::SeqCst) {
-            let date = day.format("%Y-%m-%d").to_string();
-            let guard = lock_for_schedule(&ctx, &date).await;
+            let date = day;
+            let guard = lock_for_schedule(&ctx, date).await;
             if let Some(guard) = guard {
-                let result = orchestrate::run_date(&ctx, &mut wh, &date, "schedule", &Stage::ALL).await;
+                let result = orchestrate::run_date(&ctx, &mut wh, date, "schedule", &Stage::ALL).await;
                 guard.release().await;
                 match result {
                     Ok(o) => eprintln!("schedule: {date} {}", o.summary.status),
@@ -32,7 +34,8 @@ pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: boo
                     }
                 }
             }
-            day = day + chrono::Days::new(1);
+            let Some(next) = day.succ() else { break };
+            day = next;
         }
         if once || ctx.stop.load(Ordering::SeqCst) {
             wh.close().await;
@@ -52,7 +55,7 @@ pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: boo
 }
 
 /// The lake lock for one scheduled date, or None (said on stderr) when it cannot be had now.
-async fn lock_for_schedule(ctx: &RunContext, date: &str) -> Option<lock::LakeLock> {
+async fn lock_for_schedule(ctx: &RunContext, date: RunDate) -> Option<lock::LakeLock> {
     match lock::LakeLock::acquire(&ctx.lake, &format!("medallion schedule ({date})"), ctx.lock_wait).await {
         Ok(g) => Some(g),
         Err(lock::LockError::Held(m)) | Err(lock::LockError::Store(m)) => {

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use schemas::RunDate;
+
 use crate::ledger;
 use crate::orchestrate::RunContext;
 
@@ -141,13 +143,19 @@ impl StageError {
     /// Whether running the stage again may succeed (a service unreachable, a dropped
     /// connection): decided from the error's type, never its text.
     pub fn is_transient(&self) -> bool {
-        crate::Failure::from_stage(self).transient
+        match self {
+            StageError::Bronze(e) => e.is_transient(),
+            StageError::Silver(e) => e.is_transient(),
+            StageError::Gold(e) => e.is_transient(),
+            StageError::Ledger(e) => e.is_transient(),
+            StageError::Config(_) => false,
+        }
     }
 }
 
 impl Stage {
     /// Runs this stage for `date`. The caller holds the lake lock and records the attempt.
-    pub async fn run(self, ctx: &RunContext, wh: &mut gold::Warehouse, date: &str) -> Result<StageReport, StageError> {
+    pub async fn run(self, ctx: &RunContext, wh: &mut gold::Warehouse, date: RunDate) -> Result<StageReport, StageError> {
         match self {
             Stage::Bronze => {
                 let landing = ctx.landing.as_ref().ok_or_else(|| StageError::Config("bronze needs a landing zone".into()))?;

@@ -108,8 +108,31 @@ pub enum ColumnType {
     Timestamp,
     /// Three letters, upper-cased; `USD` when absent.
     Currency,
-    /// One of a fixed set of values, case-insensitive.
-    Enum(&'static [&'static str]),
+    /// One of a fixed set of values, case-insensitive; the column carries its values.
+    Enum(&'static EnumValues),
+}
+
+/// The values an enum column accepts and what each means: a parser works from the column.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EnumValues {
+    /// Every accepted spelling (lower case), canonical values and aliases, as documented.
+    pub accepted: &'static [&'static str],
+    /// Aliases and the canonical value each stands for (`canceled` → `cancelled`).
+    pub canonical: &'static [(&'static str, &'static str)],
+}
+
+impl EnumValues {
+    /// The canonical value of `s` (compared lower-cased), or `None` when it is not accepted.
+    pub fn parse(&self, s: &str) -> Option<&'static str> {
+        let lower = s.to_lowercase();
+        let value = *self.accepted.iter().find(|v| **v == lower)?;
+        Some(self.canonical.iter().find(|(alias, _)| *alias == value).map_or(value, |(_, canonical)| *canonical))
+    }
+
+    /// The canonical values (the accepted ones that are not aliases).
+    pub fn values(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.accepted.iter().copied().filter(|v| !self.canonical.iter().any(|(alias, _)| alias == v))
+    }
 }
 
 impl ColumnType {
@@ -123,7 +146,7 @@ impl ColumnType {
             ColumnType::Date => "date".into(),
             ColumnType::Timestamp => "timestamp".into(),
             ColumnType::Currency => "currency".into(),
-            ColumnType::Enum(values) => format!("enum({})", values.join(", ")),
+            ColumnType::Enum(values) => format!("enum({})", values.accepted.join(", ")),
         }
     }
 }
@@ -173,6 +196,9 @@ use Rule as R;
 /// Values accepted for `orders.status` (`canceled` is accepted and means `cancelled`).
 pub const ORDER_STATUSES: &[&str] = &["pending", "completed", "cancelled", "canceled", "returned"];
 
+/// `orders.status`: [`ORDER_STATUSES`], `canceled` meaning `cancelled`.
+pub const ORDER_STATUS: EnumValues = EnumValues { accepted: ORDER_STATUSES, canonical: &[("canceled", "cancelled")] };
+
 const PRODUCTS: &[Column] = &[
     col("sku", true, T::String, &[R::Upper, R::MaxLen(64)], "Partner's stock-keeping unit"),
     col("name", true, T::String, &[], "Product name"),
@@ -197,7 +223,7 @@ const ORDERS: &[Column] = &[
     col("order_id", true, T::String, &[], "Partner's order id"),
     col("customer_id", true, T::String, &[], "Customer who placed the order"),
     col("order_date", true, T::Timestamp, &[], "When the order was placed; its UTC date is the business date"),
-    col("status", true, T::Enum(ORDER_STATUSES), &[R::Lower], "pending, completed, cancelled or returned"),
+    col("status", true, T::Enum(&ORDER_STATUS), &[R::Lower], "pending, completed, cancelled or returned"),
     col("currency", false, T::Currency, &[R::Default("USD")], "ISO currency code of the order"),
     col("campaign_id", false, T::String, &[], "Campaign that brought the order"),
     col("total_amount", false, T::Money, &[], "Order total as sent (informational)"),
@@ -270,12 +296,9 @@ pub fn validate_file_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Run dates are `YYYY-MM-DD`.
-pub fn parse_run_date(s: &str) -> Result<chrono::NaiveDate, String> {
-    if s.len() != 10 {
-        return Err(format!("invalid date {s:?}: expected YYYY-MM-DD"));
-    }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("invalid date {s:?}: expected YYYY-MM-DD"))
+/// Run dates are `YYYY-MM-DD` (see [`crate::RunDate`], which callers should keep).
+pub fn parse_run_date(s: &str) -> Result<crate::RunDate, String> {
+    s.parse()
 }
 
 #[cfg(test)]
@@ -318,6 +341,16 @@ mod tests {
         assert!(parse_run_date("2026-11-20").is_ok());
         assert!(parse_run_date("2026-1-20").is_err());
         assert!(parse_run_date("2026-02-30").is_err());
+    }
+
+    #[test]
+    fn enum_columns_carry_their_values() {
+        let ColumnType::Enum(values) = Dataset::Orders.column("status").unwrap().ty else { panic!("status is an enum") };
+        assert_eq!(values.parse("Canceled"), Some("cancelled"));
+        assert_eq!(values.parse("COMPLETED"), Some("completed"));
+        assert_eq!(values.parse("shipped"), None);
+        assert_eq!(values.values().collect::<Vec<_>>(), ["pending", "completed", "cancelled", "returned"]);
+        assert_eq!(ColumnType::Enum(values).describe(), "enum(pending, completed, cancelled, canceled, returned)");
     }
 }
 

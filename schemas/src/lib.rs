@@ -1,20 +1,16 @@
-//! The medallion contract as code (see `CONTRACT.md`): feed datasets, columns and rules,
-//! lake paths, and the storage layer every stage uses to reach the lake.
+//! The medallion contract as code (see `CONTRACT.md`): feed datasets, columns and rules, value
+//! rules, the silver tables, the lake layout, and the typed documents stages exchange.
+//! Pure: no I/O and no runtime (the `lake` crate does the I/O).
 
 pub mod contract;
-/// Fault injection points for the fault-tolerance tests (`MEDALLION_FAULT`).
-pub mod fault;
-/// Delta Lake tables of the lake (silver and gold read and write them); behind the `delta`
-/// feature so that bronze does not build delta-rs.
-#[cfg(feature = "delta")]
-pub mod delta;
 pub mod paths;
-pub mod registry;
+pub mod run_date;
+pub mod run_record;
 /// The silver tables' names and schemas.
-#[cfg(feature = "delta")]
 pub mod silver;
-pub mod store;
 pub mod values;
 
-pub use contract::{Column, ColumnType, Dataset, Rule};
-pub use store::{Location, StoreError};
+pub use contract::{Column, ColumnType, Dataset, EnumValues, Rule};
+pub use paths::LakePath;
+pub use run_date::RunDate;
+pub use run_record::{ChangeKind, FeedStats, JobStatus, ProductDiff, RunStatus, SilverRecord};

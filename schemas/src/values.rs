@@ -219,17 +219,6 @@ pub fn parse_currency(s: &str) -> Option<String> {
     (up.len() == 3 && up.bytes().all(|b| b.is_ascii_uppercase())).then_some(up)
 }
 
-/// Order status, lower-cased; `canceled` is `cancelled`.
-pub fn parse_status(s: &str) -> Option<&'static str> {
-    match s.to_lowercase().as_str() {
-        "pending" => Some("pending"),
-        "completed" => Some("completed"),
-        "cancelled" | "canceled" => Some("cancelled"),
-        "returned" => Some("returned"),
-        _ => None,
-    }
-}
-
 /// `^[^@\s]+@[^@\s]+\.[^@\s]+$` on the lower-cased value.
 pub fn is_valid_email(s: &str) -> bool {
     if s.chars().any(char::is_whitespace) {
@@ -338,9 +327,6 @@ mod tests {
         assert_eq!(parse_currency("US"), None);
         assert_eq!(parse_currency("dollars"), None);
         assert_eq!(parse_currency("€ur"), None);
-        assert_eq!(parse_status("Canceled"), Some("cancelled"));
-        assert_eq!(parse_status("COMPLETED"), Some("completed"));
-        assert_eq!(parse_status("shipped"), None);
         assert!(is_valid_email("a.b@example.com"));
         assert!(!is_valid_email("a@b"));
         assert!(!is_valid_email("x @y.com"));

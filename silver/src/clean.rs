@@ -113,8 +113,8 @@ fn parse_column(c: &Column, ty: ColumnType, rules: &'static [Rule]) -> PolarsRes
             let ca: StringChunked = raw.map(|v| v.and_then(values::parse_currency)).collect();
             ca.into_series()
         }
-        ColumnType::Enum(_) => {
-            let ca: StringChunked = raw.map(|v| v.and_then(values::parse_status)).collect();
+        ColumnType::Enum(values) => {
+            let ca: StringChunked = raw.map(|v| v.and_then(|s| values.parse(s))).collect();
             ca.into_series()
         }
     };

@@ -7,13 +7,14 @@ pub mod bridge;
 pub mod clean;
 pub mod run;
 
-pub use schemas::delta;
+pub use lake::delta;
 pub use schemas::silver as tables;
 
-pub use run::{maintain_all, read_record, restore_before, run_silver, FeedStats, ProductDiff, SilverReport, TableMaintenance};
+pub use run::{maintain_all, read_record, restore_before, run_silver, SilverReport, TableMaintenance};
+pub use schemas::{FeedStats, ProductDiff, SilverRecord};
 
-use schemas::registry::{FeedRecord, RegistryError};
-use schemas::{Location, StoreError};
+use lake::registry::{FeedRecord, RegistryError};
+use lake::{Location, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SilverError {
@@ -27,8 +28,10 @@ pub enum SilverError {
     Store { path: String, source: StoreError },
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("feed {feed_id} ({source_file}): {message}")]
-    Feed { feed_id: String, source_file: String, message: String },
+    #[error("{path}: {source}")]
+    Record { path: String, source: serde_json::Error },
+    #[error("feed {feed_id} ({source_file}): {source}")]
+    Feed { feed_id: String, source_file: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error(transparent)]
     Delta(#[from] delta::DeltaError),
     #[error("polars: {0}")]
@@ -43,9 +46,14 @@ pub enum SilverError {
 
 impl SilverError {
     pub(crate) fn store(lake: &Location, path: &object_store::path::Path, e: object_store::Error) -> Self {
-        SilverError::Store { path: lake.describe(path), source: lake.classify(&e) }
+        SilverError::Store { path: lake.describe(path), source: lake.classify(e) }
     }
-    pub(crate) fn feed(feed: &FeedRecord, e: impl std::fmt::Display) -> Self {
-        SilverError::Feed { feed_id: feed.feed_id.clone(), source_file: feed.source.clone(), message: e.to_string() }
+    pub(crate) fn feed(feed: &FeedRecord, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        SilverError::Feed { feed_id: feed.feed_id.clone(), source_file: feed.source.clone(), source: e.into() }
+    }
+
+    /// Whether retrying later may help ([`lake::is_transient`] on the cause).
+    pub fn is_transient(&self) -> bool {
+        lake::is_transient(self)
     }
 }

@@ -15,9 +15,10 @@ use deltalake::DeltaTable;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use polars::prelude::*;
-use schemas::registry::{FeedRecord, FeedStatus, Registry};
-use schemas::{Dataset, Location};
-use serde::{Deserialize, Serialize};
+use lake::registry::{FeedRecord, FeedStatus, Registry};
+use lake::Location;
+use schemas::{paths, ChangeKind, Dataset, FeedStats, ProductDiff, RunDate, RunStatus, SilverRecord};
+use serde::Serialize;
 
 use crate::bridge::{arrow_to_polars, parquet_to_polars, polars_to_arrow};
 use crate::clean::{clean_feed, Cleaned, REASON};
@@ -25,64 +26,11 @@ use crate::delta::Lakehouse;
 use crate::tables::{self, PARTNER, RUN_DATE};
 use crate::SilverError;
 
-/// Counts of one feed in one run: `rows_read = valid + rejected + duplicate`.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct FeedStats {
-    pub feed_id: String,
-    pub partner: String,
-    pub dataset: String,
-    pub file_name: String,
-    pub rows_read: u64,
-    pub valid: u64,
-    pub rejected: u64,
-    pub duplicate: u64,
-    pub warnings: BTreeMap<String, u64>,
-    pub reasons: BTreeMap<String, u64>,
-}
+/// The record of a silver run (`silver/_runs/D.json`): the one type gold reads too.
+pub type SilverReport = SilverRecord;
 
-impl FeedStats {
-    pub fn balances(&self) -> bool {
-        self.rows_read == self.valid + self.rejected + self.duplicate
-    }
-}
-
-/// The products diff of one partner in one run.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
-pub struct ProductDiff {
-    pub partner: String,
-    pub inserted: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub skipped: u64,
-    pub duplicate: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-pub struct SilverReport {
-    pub date: String,
-    pub status: String,
-    /// Set when this run first undid the writes of a crashed run of the same lake.
-    #[serde(default)]
-    pub recovered: Vec<String>,
-    pub feeds: Vec<FeedStats>,
-    pub product_changes: Vec<ProductDiff>,
-    /// Items whose order is unknown after the run, per partner.
-    pub orphan_items: BTreeMap<String, u64>,
-    /// Orders upserted in this run whose total_amount differs from their items by > 0.01.
-    pub total_mismatch: u64,
-    /// Business dates (UTC order dates) whose gold figures this run may change.
-    pub business_dates: Vec<String>,
-    /// Products whose name or category changed: gold dates with their items change too.
-    pub renamed_or_recategorised: Vec<(String, String)>,
-    pub versions_before: BTreeMap<String, i64>,
-    pub versions_after: BTreeMap<String, i64>,
-    /// Why the run failed (its writes were undone).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-fn run_record_path(date: &str) -> Path {
-    schemas::paths::silver_run(date)
+fn run_record_path(lake: &Location, date: RunDate) -> Path {
+    lake.path(&paths::silver_run(date))
 }
 
 fn all_tables() -> Vec<&'static str> {
@@ -91,26 +39,22 @@ fn all_tables() -> Vec<&'static str> {
     v
 }
 
-fn days(date: &str) -> i32 {
-    schemas::values::parse_date(date).expect("run dates are validated")
-}
-
 fn date_string(days_since_epoch: i32) -> String {
-    (chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(days_since_epoch as i64)).to_string()
+    RunDate::from_days(days_since_epoch).map(|d| d.to_string()).unwrap_or_default()
 }
 
 /// Runs silver for `date`. Returns the report; fails (writing nothing more) if any feed's
 /// reconciliation does not balance.
-pub async fn run_silver(lake: &Location, date: &str) -> Result<SilverReport, SilverError> {
+pub async fn run_silver(lake: &Location, date: RunDate) -> Result<SilverReport, SilverError> {
     let lh = Lakehouse::new(lake)?;
-    let mut report = SilverReport { date: date.into(), status: "running".into(), ..Default::default() };
+    let mut report = SilverRecord::new(date);
     report.recovered = recover_crashed_runs(lake, &lh).await?;
 
     let registry = Registry::new(lake);
     let mut feeds: Vec<FeedRecord> = registry.feeds_for_date(date).await?;
     feeds.sort_by(|a, b| (&a.partner, a.dataset, &a.file_name, &a.feed_id).cmp(&(&b.partner, b.dataset, &b.file_name, &b.feed_id)));
     if feeds.is_empty() {
-        return Err(SilverError::NothingToDo(date.into()));
+        return Err(SilverError::NothingToDo(date.to_string()));
     }
     let unfinished: Vec<&FeedRecord> = feeds.iter().filter(|f| f.status == FeedStatus::Landing).collect();
     if let Some(f) = unfinished.first() {
@@ -125,13 +69,13 @@ pub async fn run_silver(lake: &Location, date: &str) -> Result<SilverReport, Sil
     // products diff, history and touched dates, not an "all unchanged" run on top of itself.
     let mut versions = current_versions(&lh).await?;
     if let Some(prev) = read_record(lake, date).await? {
-        if prev.status == "completed" && versions == prev.versions_after {
+        if prev.status == RunStatus::Completed && versions == prev.versions_after {
             let undone = rollback(&lh, &prev.versions_before).await?;
             if !undone.is_empty() {
                 tracing::info!("re-running {date}: its previous run was undone first ({} tables)", undone.len());
                 versions = current_versions(&lh).await?;
             }
-        } else if prev.status == "completed" {
+        } else if prev.status == RunStatus::Completed {
             tracing::warn!("re-running {date} on top of later runs: the products diff compares with the current state; `medallion backfill --from {date}` replays history exactly");
         }
     }
@@ -147,7 +91,7 @@ pub async fn run_silver(lake: &Location, date: &str) -> Result<SilverReport, Sil
             // record stays `running` and the next run restores the tables.
             match rollback(&lh, &report.versions_before).await {
                 Ok(undone) => {
-                    report.status = "failed".into();
+                    report.status = RunStatus::Failed;
                     report.recovered = undone;
                     report.error = Some(e.to_string());
                     let _ = save_record(lake, &report).await;
@@ -159,8 +103,8 @@ pub async fn run_silver(lake: &Location, date: &str) -> Result<SilverReport, Sil
     }
 }
 
-async fn write_run(lake: &Location, lh: &Lakehouse, date: &str, feeds: &[FeedRecord], report: &mut SilverReport) -> Result<(), SilverError> {
-    let run_day = days(date);
+async fn write_run(lake: &Location, lh: &Lakehouse, date: RunDate, feeds: &[FeedRecord], report: &mut SilverReport) -> Result<(), SilverError> {
+    let run_day = date.days_since_epoch();
     let mut quarantine: Vec<RecordBatch> = Vec::new();
     let mut stats: Vec<FeedStats> = Vec::new();
     let mut business_days: BTreeSet<i32> = BTreeSet::new();
@@ -236,7 +180,7 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: &str, feeds: &[FeedRec
             }
             _ => upsert_current(&lh, dataset, kept).await?,
         }
-        schemas::fault::point("silver.dataset", dataset as usize).await;
+        lake::fault::point("silver.dataset", dataset as usize).await;
     }
 
     // Quarantine and reconciliation of this run date replace any earlier run of the date.
@@ -253,7 +197,7 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: &str, feeds: &[FeedRec
     report.business_dates = business_days.into_iter().map(date_string).collect();
     report.feeds = stats;
     report.versions_after = current_versions(lh).await?;
-    report.status = "completed".into();
+    report.status = RunStatus::Completed;
     save_record(lake, report).await?;
     Ok(())
 }
@@ -263,24 +207,20 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: &str, feeds: &[FeedRec
 /// time travel (`restore` commits the old state as a new version). The records of runs of
 /// `date` and later are marked `superseded`. Returns what was restored and the dates of the
 /// superseded runs (a clean sequential history must run them again).
-pub async fn restore_before(lake: &Location, date: &str) -> Result<(Vec<String>, Vec<String>), SilverError> {
-    use futures::TryStreamExt;
+pub async fn restore_before(lake: &Location, date: RunDate) -> Result<(Vec<String>, Vec<String>), SilverError> {
     let lh = Lakehouse::new(lake)?;
     recover_crashed_runs(lake, &lh).await?;
-    let prefix = schemas::paths::silver_runs();
-    let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| SilverError::store(lake, &prefix, e))?;
-    let mut dates: Vec<String> = metas.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json").map(str::to_string)).collect();
-    dates.sort();
+    let dates = record_dates(lake).await?;
     let mut base: Option<SilverReport> = None;
     let mut later = Vec::new();
-    for d in &dates {
+    for &d in &dates {
         let Some(rec) = read_record(lake, d).await? else { continue };
-        if d.as_str() < date {
-            if rec.status == "completed" {
+        if d < date {
+            if rec.status == RunStatus::Completed {
                 base = Some(rec);
             }
-        } else if rec.status == "completed" || rec.status == "superseded" {
-            later.push(d.clone());
+        } else if matches!(rec.status, RunStatus::Completed | RunStatus::Superseded) {
+            later.push(d);
         }
     }
     let versions = base.map(|b| b.versions_after).unwrap_or_default();
@@ -290,13 +230,24 @@ pub async fn restore_before(lake: &Location, date: &str) -> Result<(Vec<String>,
         )),
         other => other,
     })?;
-    for d in &later {
+    for &d in &later {
         if let Some(mut rec) = read_record(lake, d).await? {
-            rec.status = "superseded".into();
+            rec.status = RunStatus::Superseded;
             save_record(lake, &rec).await?;
         }
     }
-    Ok((undone, later))
+    Ok((undone, later.iter().map(RunDate::to_string).collect()))
+}
+
+/// The dates of every silver run record, in order (names that are not dates are skipped).
+async fn record_dates(lake: &Location) -> Result<Vec<RunDate>, SilverError> {
+    use futures::TryStreamExt;
+    let prefix = lake.path(&paths::silver_runs());
+    let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| SilverError::store(lake, &prefix, e))?;
+    let mut dates: Vec<RunDate> =
+        metas.iter().filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok()).collect();
+    dates.sort();
+    Ok(dates)
 }
 
 /// Every existing silver table's current version.
@@ -334,19 +285,19 @@ async fn rollback(lh: &Lakehouse, before: &BTreeMap<String, i64>) -> Result<Vec<
 }
 
 async fn save_record(lake: &Location, report: &SilverReport) -> Result<(), SilverError> {
-    let path = run_record_path(&report.date);
+    let path = run_record_path(lake, report.date);
     let body = serde_json::to_vec_pretty(report).expect("report serialises");
     lake.store.put(&path, PutPayload::from(body)).await.map_err(|e| SilverError::store(lake, &path, e))?;
     Ok(())
 }
 
 /// Reads a run's record, if any.
-pub async fn read_record(lake: &Location, date: &str) -> Result<Option<SilverReport>, SilverError> {
-    let path = run_record_path(date);
+pub async fn read_record(lake: &Location, date: RunDate) -> Result<Option<SilverReport>, SilverError> {
+    let path = run_record_path(lake, date);
     match lake.store.get(&path).await {
         Ok(r) => {
             let b = r.bytes().await.map_err(|e| SilverError::store(lake, &path, e))?;
-            Ok(Some(serde_json::from_slice(&b).map_err(|e| SilverError::Input(format!("{}: {e}", lake.describe(&path))))?))
+            Ok(Some(serde_json::from_slice(&b).map_err(|source| SilverError::Record { path: lake.describe(&path), source })?))
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(SilverError::store(lake, &path, e)),
@@ -356,20 +307,16 @@ pub async fn read_record(lake: &Location, date: &str) -> Result<Option<SilverRep
 /// Undoes the writes of runs that crashed (status `running`): every table goes back to the
 /// version recorded before that run's first write. Returns what was restored.
 async fn recover_crashed_runs(lake: &Location, lh: &Lakehouse) -> Result<Vec<String>, SilverError> {
-    use futures::TryStreamExt;
-    let prefix = schemas::paths::silver_runs();
-    let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| SilverError::store(lake, &prefix, e))?;
     let mut restored = Vec::new();
-    for m in metas {
-        let Some(date) = m.location.filename().and_then(|f| f.strip_suffix(".json")).map(str::to_string) else { continue };
-        let Some(rec) = read_record(lake, &date).await? else { continue };
-        if rec.status != "running" {
+    for date in record_dates(lake).await? {
+        let Some(rec) = read_record(lake, date).await? else { continue };
+        if rec.status != RunStatus::Running {
             continue;
         }
         let undone = rollback(lh, &rec.versions_before).await?;
         restored.extend(undone.into_iter().map(|u| format!("{u} (run {date} was interrupted)")));
         let mut rec = rec;
-        rec.status = "abandoned".into();
+        rec.status = RunStatus::Abandoned;
         save_record(lake, &rec).await?;
     }
     Ok(restored)
@@ -694,16 +641,16 @@ async fn upsert_products(
         .with_column(col("_known").fill_null(lit(false)))
         .with_column(
             when(col("_known").not())
-                .then(lit("inserted"))
+                .then(lit(ChangeKind::Inserted.as_str()))
                 .when(changed)
-                .then(lit("updated"))
-                .otherwise(lit("unchanged"))
+                .then(lit(ChangeKind::Updated.as_str()))
+                .otherwise(lit(ChangeKind::Unchanged.as_str()))
                 .alias("_change"),
         )
         .with_column(col("_known").and(renamed).alias("_renamed"))
         .with_columns([
             when(col("_known")).then(col("_prev_first_seen_date")).otherwise(lit(run_day).cast(DataType::Date)).alias("first_seen_date"),
-            when(col("_change").eq(lit("unchanged"))).then(col("_prev_last_changed_date")).otherwise(lit(run_day).cast(DataType::Date)).alias("last_changed_date"),
+            when(col("_change").eq(lit(ChangeKind::Unchanged.as_str()))).then(col("_prev_last_changed_date")).otherwise(lit(run_day).cast(DataType::Date)).alias("last_changed_date"),
         ])
         .collect()?;
 
@@ -713,11 +660,7 @@ async fn upsert_products(
     for (p, ch) in joined.column(PARTNER)?.str()?.iter().zip(joined.column("_change")?.str()?.iter()) {
         let (Some(p), Some(ch)) = (p, ch) else { continue };
         let d = diffs.entry(p.to_string()).or_insert_with(|| ProductDiff { partner: p.to_string(), ..Default::default() });
-        match ch {
-            "inserted" => d.inserted += 1,
-            "updated" => d.updated += 1,
-            _ => d.unchanged += 1,
-        }
+        d.count(ChangeKind::parse(ch).unwrap_or(ChangeKind::Unchanged));
     }
     for st in stats.iter().filter(|s| s.dataset == "products") {
         if let Some(d) = diffs.get_mut(&st.partner) {
@@ -760,7 +703,7 @@ async fn upsert_products(
     lh.replace_where(changes, log_batches, &format!("{RUN_DATE} = '{date}' AND {PARTNER} IN ({})", if list.is_empty() { "''".into() } else { list.clone() })).await?;
 
     // SCD2: close the current version of updated SKUs, add a version for inserted and updated ones.
-    let moved = joined.clone().lazy().filter(col("_change").neq(lit("unchanged")));
+    let moved = joined.clone().lazy().filter(col("_change").neq(lit(ChangeKind::Unchanged.as_str())));
     let mut versions = moved
         .clone()
         .select(
@@ -777,7 +720,7 @@ async fn upsert_products(
         )
         .collect()?;
     let mut closings = moved
-        .filter(col("_change").eq(lit("updated")))
+        .filter(col("_change").eq(lit(ChangeKind::Updated.as_str())))
         .select([
             col(PARTNER),
             col("sku"),
@@ -798,7 +741,7 @@ async fn upsert_products(
     }
 
     // Current products: only inserted and updated rows are written.
-    let mut current = joined.lazy().filter(col("_change").neq(lit("unchanged"))).collect()?;
+    let mut current = joined.lazy().filter(col("_change").neq(lit(ChangeKind::Unchanged.as_str()))).collect()?;
     let batches = polars_to_arrow(&mut current, &schema)?;
     if !batches.is_empty() {
         lh.upsert(current_table, batches, &[PARTNER, "sku"], PARTNER, Some(NEWER)).await?;

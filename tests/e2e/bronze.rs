@@ -198,7 +198,7 @@ fn evil_partner_is_refused_on_s3_before_any_write() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     let bucket = s3_bucket().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let root = schemas::Location::open("bucket", &format!("s3://{bucket}"), false).unwrap();
+    let root = lake::Location::open("bucket", &format!("s3://{bucket}"), false).unwrap();
     let all: Vec<_> = rt.block_on(async {
         use futures::TryStreamExt;
         root.store.list(None).try_collect::<Vec<_>>().await.unwrap()

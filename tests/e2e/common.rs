@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use arrow::array::RecordBatch;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use schemas::Location;
+use lake::Location;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_medallion");
 
@@ -263,7 +263,7 @@ pub fn warehouse_gold(url: &str) -> std::collections::BTreeMap<&'static str, Vec
 pub fn lake_gold(lake: &str) -> std::collections::BTreeMap<&'static str, Vec<Vec<String>>> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let lake = schemas::Location::open("lake", lake, true).unwrap();
+        let lake = lake::Location::open("lake", lake, true).unwrap();
         let mut out = std::collections::BTreeMap::new();
         for (name, batches) in gold::compute(&lake).await.unwrap() {
             let t = gold::models::table(name).unwrap();

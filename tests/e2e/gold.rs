@@ -9,7 +9,7 @@ fn gold_tables(env: &Env) -> std::collections::BTreeMap<String, Vec<serde_json::
     use arrow::datatypes::DataType;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let lake = schemas::Location::open("lake", &env.lake, true).unwrap();
+        let lake = lake::Location::open("lake", &env.lake, true).unwrap();
         let mut out = std::collections::BTreeMap::new();
         for (name, batches) in gold::compute(&lake).await.unwrap() {
             let mut rows = Vec::new();
@@ -376,7 +376,7 @@ fn checks_detect_tampered_gold() {
     medallion(&env, &["silver", "--date", "2026-11-18", "-q"]).ok();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let lake = schemas::Location::open("lake", &env.lake, true).unwrap();
+        let lake = lake::Location::open("lake", &env.lake, true).unwrap();
         let ctx = gold::session(&lake).await.unwrap();
         let mut outputs = Vec::new();
         for m in gold::models() {

@@ -110,7 +110,7 @@ fn put_lock(env: &Env, host: &str, pid: u32, heartbeat: &str) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         use object_store::ObjectStoreExt;
-        let loc = schemas::Location::open("lake", &env.lake, true).unwrap();
+        let loc = lake::Location::open("lake", &env.lake, true).unwrap();
         let body = serde_json::json!({ "host": host, "pid": pid, "command": "medallion run --date 2026-11-18", "started_at": heartbeat, "heartbeat_at": heartbeat });
         loc.store.put(&object_store::path::Path::from("_medallion/lock.json"), body.to_string().into_bytes().into()).await.unwrap();
     });

@@ -27,7 +27,7 @@ fn reasons(r: &serde_json::Value, file: &str) -> serde_json::Value {
 pub fn silver_rows(env: &Env, table: &str, filter: Option<&str>, order: &[&str]) -> Vec<serde_json::Value> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let lake = schemas::Location::open("lake", &env.lake, true).unwrap();
+        let lake = lake::Location::open("lake", &env.lake, true).unwrap();
         let lh = silver::delta::Lakehouse::new(&lake).unwrap();
         let Some(t) = lh.open(table).await.unwrap() else { return Vec::new() };
         let batches = lh.scan(&t, filter).await.unwrap();

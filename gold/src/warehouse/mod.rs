@@ -238,7 +238,7 @@ impl Tx<'_> {
 impl Warehouse {
     /// Opens `url`: `postgres://…` / `postgresql://…`, or `sqlite://path` (created if missing).
     pub async fn connect(url: &str) -> Result<Warehouse, WarehouseError> {
-        let display = schemas::store::redact_url(url);
+        let display = ::lake::redact_url(url);
         let conn = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Conn::Postgres(postgres::connect(url, &display).await?)
         } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
@@ -340,7 +340,7 @@ impl Warehouse {
                 TxConn::Sqlite(t) => sqlite::load(t, &name, o).await,
             }
             .map_err(|e| classify(&display, e))?;
-            schemas::fault::point("gold.load", i).await;
+            ::lake::fault::point("gold.load", i).await;
             let found = tx.count(&format!("SELECT COUNT(*) FROM {name}{filter}"), &params).await?;
             verify(&display, o, rows, found)?;
             loaded.push(LoadedTable { table: o.table.name.clone(), rows, dates, rows_deleted: deleted });
@@ -354,7 +354,7 @@ impl Warehouse {
         for r in runs {
             tx.execute(&upsert, &[Param::date(&r.silver_run_date), Param::text(&r.silver_stamp)]).await?;
         }
-        schemas::fault::point("gold.commit", 0).await;
+        ::lake::fault::point("gold.commit", 0).await;
         tx.commit().await?;
         Ok(loaded)
     }
@@ -406,7 +406,7 @@ fn date_filter(o: &GoldOutput) -> (String, Vec<Param>, Vec<String>) {
 /// Maps a driver error to a message that names the server, telling transient failures (the
 /// server cannot be reached, the connection dropped) from the rest.
 fn classify(url: &str, e: sqlx::Error) -> WarehouseError {
-    let message = schemas::store::error_chain(&e);
+    let message = ::lake::error_chain(&e);
     match &e {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed | sqlx::Error::Tls(_) => {
             WarehouseError::Unreachable { url: url.into(), message }

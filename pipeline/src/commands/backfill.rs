@@ -9,18 +9,19 @@ use crate::stage::{Stage, StageReport};
 use crate::{exit, orchestrate, render, Failure};
 
 pub async fn run(g: &Globals, a: BackfillArgs) -> Result<u8, Failure> {
-    let mut dates = orchestrate::date_range(&a.from, &a.to)?;
+    let mut dates = orchestrate::date_range(a.from, a.to)?;
     let mut ctx = orchestrate::context(&g.lake, Some((&a.landing, true)), g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
     let guard = orchestrate::take_lock(&ctx, &format!("medallion backfill --from {} --to {}", a.from, a.to)).await?;
     let result = async {
         let mut wh = orchestrate::connect(&ctx).await?;
-        let (restored, later) = silver::restore_before(&ctx.lake, &a.from).await.map_err(Failure::from)?;
+        let (restored, later) = silver::restore_before(&ctx.lake, a.from).await.map_err(Failure::from)?;
         for r in &restored {
             tracing::info!("restored silver {r} (its state before {})", a.from);
         }
-        let extra: Vec<String> = later.into_iter().filter(|d| d.as_str() > a.to.as_str()).collect();
+        let extra: Vec<schemas::RunDate> = later.iter().filter_map(|d| d.parse().ok()).filter(|d| *d > a.to).collect();
         if !extra.is_empty() {
-            tracing::warn!("silver had already run later dates ({}): running them again too, so the state stays sequential", extra.join(", "));
+            let list: Vec<String> = extra.iter().map(|d| d.to_string()).collect();
+            tracing::warn!("silver had already run later dates ({}): running them again too, so the state stays sequential", list.join(", "));
             dates.extend(extra);
         }
         let mut runs = Vec::new();
@@ -30,7 +31,7 @@ pub async fn run(g: &Globals, a: BackfillArgs) -> Result<u8, Failure> {
             // new runs do not.
             ctx.options.full = last;
             let stages: &[Stage] = if last { &Stage::ALL } else { &[Stage::Bronze, Stage::Silver] };
-            runs.push(orchestrate::run_date(&ctx, &mut wh, d, "backfill", stages).await?);
+            runs.push(orchestrate::run_date(&ctx, &mut wh, *d, "backfill", stages).await?);
         }
         wh.close().await;
         Ok::<_, Failure>(runs)

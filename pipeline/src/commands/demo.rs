@@ -24,6 +24,7 @@ pub async fn run(g: &Globals, a: DemoArgs) -> Result<u8, Failure> {
     let mut wh = orchestrate::connect(&ctx).await?;
     let mut results = Vec::new();
     for date in &summary.dates {
+        let date: schemas::RunDate = date.parse().map_err(Failure::failed)?;
         let guard = orchestrate::take_lock(&ctx, &format!("medallion demo ({date})")).await?;
         let r = orchestrate::run_date(&ctx, &mut wh, date, "run", &Stage::ALL).await;
         guard.release().await;

@@ -4,17 +4,14 @@
 use bronze::Registry;
 
 use crate::cli::FeedsArgs;
-use crate::commands::{check_date, Globals};
+use crate::commands::Globals;
 use crate::{config, exit, render, Failure};
 
 pub async fn run(g: &Globals, a: FeedsArgs) -> Result<u8, Failure> {
-    if let Some(d) = &a.date {
-        check_date(d)?;
-    }
     let lake = config::open("lake", &g.lake, true).await?;
     let registry = Registry::new(&lake);
     let feeds = match &a.date {
-        Some(d) => registry.feeds_for_date(d).await?,
+        Some(d) => registry.feeds_for_date(*d).await?,
         None => registry.all_feeds().await?,
     };
     if g.json {

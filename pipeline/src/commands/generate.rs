@@ -6,7 +6,6 @@ use crate::generate::{GenerateOptions, Generator};
 use crate::{config, exit, render, Failure};
 
 pub async fn run(g: &Globals, a: GenerateArgs) -> Result<u8, Failure> {
-    let start = schemas::contract::parse_run_date(&a.start_date).map_err(Failure::usage)?;
     if !(0.0..=1.0).contains(&a.defect_rate) {
         return Err(Failure::usage(format!("--defect-rate must be between 0 and 1, got {}", a.defect_rate)));
     }
@@ -14,7 +13,7 @@ pub async fn run(g: &Globals, a: GenerateArgs) -> Result<u8, Failure> {
         return Err(Failure::usage("--partners and --days must be at least 1"));
     }
     let landing = config::open("landing zone", &a.out, true).await?;
-    let opts = GenerateOptions { partners: a.partners, days: a.days, start, rows: a.rows, products: a.products, seed: a.seed, defect_rate: a.defect_rate };
+    let opts = GenerateOptions { partners: a.partners, days: a.days, start: a.start_date.date(), rows: a.rows, products: a.products, seed: a.seed, defect_rate: a.defect_rate };
     let quiet = g.quiet;
     let on_file = |path: &str, bytes: u64| {
         if !quiet {

@@ -49,8 +49,3 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Feeds(a) => feeds::run(&g, a).await,
     }
 }
-
-/// Run dates are validated once, here at the edge.
-pub fn check_date(date: &str) -> Result<(), Failure> {
-    schemas::contract::parse_run_date(date).map(|_| ()).map_err(Failure::usage)
-}

@@ -2,12 +2,11 @@
 //! transient failures retried.
 
 use crate::cli::RunArgs;
-use crate::commands::{check_date, Globals};
+use crate::commands::Globals;
 use crate::stage::Stage;
 use crate::{orchestrate, render, Failure};
 
 pub async fn run(g: &Globals, a: RunArgs) -> Result<u8, Failure> {
-    check_date(&a.date)?;
     let mut stages = Vec::new();
     for s in &a.stages {
         stages.push(Stage::parse(s).ok_or_else(|| Failure::usage(format!("--stages: unknown stage {s:?} (bronze, silver, gold)")))?);
@@ -16,7 +15,7 @@ pub async fn run(g: &Globals, a: RunArgs) -> Result<u8, Failure> {
     stages.sort();
     stages.dedup();
     let ctx = orchestrate::context(&g.lake, Some((&a.landing, true)), g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
-    let o = orchestrate::run_locked(&ctx, &a.date, "run", &stages, &format!("medallion run --date {}", a.date)).await?;
+    let o = orchestrate::run_locked(&ctx, a.date, "run", &stages, &format!("medallion run --date {}", a.date)).await?;
     if g.json {
         render::print_json(&o.summary);
     } else {

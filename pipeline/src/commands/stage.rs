@@ -2,12 +2,12 @@
 //! `run --stages` (lock, ledger records, retries), printing that stage's own report.
 
 use crate::cli::{BronzeArgs, CopyFormatArg, GoldArgs, SilverArgs};
-use crate::commands::{check_date, Globals};
+use crate::commands::Globals;
 use crate::orchestrate::{self, RunContext};
 use crate::stage::{Stage, StageReport};
 use crate::{exit, render, Failure};
 
-async fn one_stage(g: &Globals, ctx: &RunContext, date: &str, stage: Stage) -> Result<(StageReport, f64), Failure> {
+async fn one_stage(g: &Globals, ctx: &RunContext, date: schemas::RunDate, stage: Stage) -> Result<(StageReport, f64), Failure> {
     let command = format!("medallion {stage} --date {date}");
     let mut outcome = orchestrate::run_locked(ctx, date, "run", &[stage], &command).await?;
     let o = outcome.stages.pop().ok_or_else(|| Failure::failed(format!("{date} {stage}: {}", outcome.summary.error.unwrap_or_default())))?;
@@ -20,17 +20,16 @@ async fn one_stage(g: &Globals, ctx: &RunContext, date: &str, stage: Stage) -> R
 }
 
 pub async fn bronze(g: &Globals, a: BronzeArgs) -> Result<u8, Failure> {
-    check_date(&a.date)?;
     let mut ctx = orchestrate::context(&g.lake, Some((&a.landing, false)), g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
     if let Some(c) = a.concurrency {
         ctx.options.concurrency = c.max(1);
     }
-    let (report, seconds) = one_stage(g, &ctx, &a.date, Stage::Bronze).await?;
+    let (report, seconds) = one_stage(g, &ctx, a.date, Stage::Bronze).await?;
     let StageReport::Bronze(report) = report else { return Ok(exit::NOTHING_TO_DO) };
     if g.json {
         render::print_json(&render::bronze_json(&report, &ctx.lake.display, seconds));
     } else {
-        render::print_bronze(&report, &ctx.lake.display, seconds);
+        render::print_bronze(a.date, &report, &ctx.lake.display, seconds);
     }
     if report.feeds.is_empty() {
         if !g.json {
@@ -43,9 +42,8 @@ pub async fn bronze(g: &Globals, a: BronzeArgs) -> Result<u8, Failure> {
 }
 
 pub async fn silver(g: &Globals, a: SilverArgs) -> Result<u8, Failure> {
-    check_date(&a.date)?;
     let ctx = orchestrate::context(&g.lake, None, g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
-    match one_stage(g, &ctx, &a.date, Stage::Silver).await? {
+    match one_stage(g, &ctx, a.date, Stage::Silver).await? {
         (StageReport::Silver(r), seconds) => {
             if g.json {
                 render::print_json(&r);
@@ -59,14 +57,13 @@ pub async fn silver(g: &Globals, a: SilverArgs) -> Result<u8, Failure> {
 }
 
 pub async fn gold(g: &Globals, a: GoldArgs) -> Result<u8, Failure> {
-    check_date(&a.date)?;
     let mut ctx = orchestrate::context(&g.lake, None, g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
     ctx.options.full = a.full;
     ctx.options.copy_format = match a.copy_format {
         CopyFormatArg::Binary => gold::warehouse::CopyFormat::Binary,
         CopyFormatArg::Text => gold::warehouse::CopyFormat::Text,
     };
-    match one_stage(g, &ctx, &a.date, Stage::Gold).await? {
+    match one_stage(g, &ctx, a.date, Stage::Gold).await? {
         (StageReport::Gold(r), _) => {
             if g.json {
                 render::print_json(&r);

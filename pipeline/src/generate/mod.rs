@@ -10,7 +10,7 @@ mod vocab;
 use vocab::*;
 use object_store::buffered::BufWriter;
 use object_store::path::{Path, PathPart};
-use schemas::Location;
+use lake::Location;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 

@@ -8,15 +8,24 @@ use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::{paths, Dataset, Location, StoreError};
+use schemas::{paths, Dataset, RunDate};
+
+use crate::location::{path, Location, StoreError};
 
 /// Errors reading or writing the registry; each names the registry object.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("{path}: {source}")]
     Store { path: String, source: StoreError },
-    #[error("registry entry {path}: {message}")]
-    Corrupt { path: String, message: String },
+    #[error("registry entry {path}: unreadable registry entry: {source}")]
+    Corrupt { path: String, source: serde_json::Error },
+}
+
+impl RegistryError {
+    /// Whether retrying later may help ([`crate::is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        crate::is_transient(self)
+    }
 }
 
 /// Where a feed stands.
@@ -48,7 +57,7 @@ pub struct FeedRecord {
     pub partner: String,
     pub dataset: Dataset,
     /// Logical (run) date the file was landed for.
-    pub date: String,
+    pub date: RunDate,
     pub file_name: String,
     /// Where the file came from, as the user sees it.
     pub source: String,
@@ -104,17 +113,15 @@ impl<'a> Registry<'a> {
     }
 
     fn err(&self, path: &Path, e: object_store::Error) -> RegistryError {
-        RegistryError::Store { path: self.lake.describe(path), source: self.lake.classify(&e) }
+        RegistryError::Store { path: self.lake.describe(path), source: self.lake.classify(e) }
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &Path) -> Result<Option<T>, RegistryError> {
         match self.lake.store.get(path).await {
             Ok(r) => {
                 let bytes = r.bytes().await.map_err(|e| self.err(path, e))?;
-                let v = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Corrupt {
-                    path: self.lake.describe(path),
-                    message: format!("unreadable registry entry: {e}"),
-                })?;
+                let v = serde_json::from_slice(&bytes)
+                    .map_err(|source| RegistryError::Corrupt { path: self.lake.describe(path), source })?;
                 Ok(Some(v))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -124,7 +131,7 @@ impl<'a> Registry<'a> {
 
     /// The highest feed number in use (0 when none).
     pub async fn max_feed_number(&self) -> Result<u64, RegistryError> {
-        let prefix = paths::registry_feeds();
+        let prefix = path(&paths::registry_feeds());
         let metas: Vec<_> = self.lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| self.err(&prefix, e))?;
         Ok(metas
             .iter()
@@ -134,8 +141,8 @@ impl<'a> Registry<'a> {
     }
 
     /// The feed already registered for this content, if any.
-    pub async fn find_by_key(&self, date: &str, partner: &str, dataset: Dataset, sha256: &str) -> Result<Option<FeedRecord>, RegistryError> {
-        let key = paths::registry_key(date, partner, dataset, sha256);
+    pub async fn find_by_key(&self, date: RunDate, partner: &str, dataset: Dataset, sha256: &str) -> Result<Option<FeedRecord>, RegistryError> {
+        let key = path(&paths::registry_key(date, partner, dataset, sha256));
         let Some(entry) = self.get_json::<KeyEntry>(&key).await? else {
             return Ok(None);
         };
@@ -143,7 +150,7 @@ impl<'a> Registry<'a> {
     }
 
     pub async fn get(&self, feed_id: &str) -> Result<Option<FeedRecord>, RegistryError> {
-        self.get_json(&paths::registry_feed(feed_id)).await
+        self.get_json(&path(&paths::registry_feed(feed_id))).await
     }
 
     /// Claims the next free id at or after `next` for `record` (status `landing`) and indexes
@@ -152,7 +159,7 @@ impl<'a> Registry<'a> {
         loop {
             *next += 1;
             record.feed_id = format_feed_id(*next);
-            let path = paths::registry_feed(&record.feed_id);
+            let path = path(&paths::registry_feed(&record.feed_id));
             let body = serde_json::to_vec_pretty(record).expect("feed record serialises");
             let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
             match self.lake.store.put_opts(&path, PutPayload::from(body), opts).await {
@@ -161,7 +168,7 @@ impl<'a> Registry<'a> {
                 Err(e) => return Err(self.err(&path, e)),
             }
         }
-        let key = paths::registry_key(&record.date, &record.partner, record.dataset, &record.sha256);
+        let key = path(&paths::registry_key(record.date, &record.partner, record.dataset, &record.sha256));
         let body = serde_json::to_vec(&KeyEntry { feed_id: record.feed_id.clone() }).expect("key serialises");
         self.lake.store.put(&key, PutPayload::from(body)).await.map_err(|e| self.err(&key, e))?;
         Ok(())
@@ -169,15 +176,15 @@ impl<'a> Registry<'a> {
 
     /// Writes the final state of a feed.
     pub async fn save(&self, record: &FeedRecord) -> Result<(), RegistryError> {
-        let path = paths::registry_feed(&record.feed_id);
+        let path = path(&paths::registry_feed(&record.feed_id));
         let body = serde_json::to_vec_pretty(record).expect("feed record serialises");
         self.lake.store.put(&path, PutPayload::from(body)).await.map_err(|e| self.err(&path, e))?;
         Ok(())
     }
 
     /// Every feed registered for a run date (all partners and datasets), in feed-id order.
-    pub async fn feeds_for_date(&self, date: &str) -> Result<Vec<FeedRecord>, RegistryError> {
-        let prefix = Path::from(paths::REGISTRY_KEYS).join(date);
+    pub async fn feeds_for_date(&self, date: RunDate) -> Result<Vec<FeedRecord>, RegistryError> {
+        let prefix = path(&paths::registry_keys(date));
         let metas: Vec<_> = self.lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| self.err(&prefix, e))?;
         let mut out = Vec::with_capacity(metas.len());
         for m in metas {
@@ -193,7 +200,7 @@ impl<'a> Registry<'a> {
 
     /// Every feed in the registry, in feed-id order.
     pub async fn all_feeds(&self) -> Result<Vec<FeedRecord>, RegistryError> {
-        let prefix = paths::registry_feeds();
+        let prefix = path(&paths::registry_feeds());
         let metas: Vec<_> = self.lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| self.err(&prefix, e))?;
         let mut out = Vec::with_capacity(metas.len());
         for m in metas {

@@ -9,21 +9,43 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ObjectStore, ObjectStoreExt, RetryConfig};
+use schemas::LakePath;
 
-/// Errors opening or reaching a storage location. Every message names the location.
+use crate::error::{error_chain, is_transient, is_unreachable};
+
+/// The object_store path of a lake path. The segments are already encoded exactly as
+/// object_store encodes them (`schemas::paths::encode_segment`), so this only re-validates:
+/// lake layouts are byte-identical to object_store's own `Path::join`.
+pub fn path(p: &LakePath) -> Path {
+    Path::parse(p.as_str()).unwrap_or_else(|_| p.segments().map(object_store::path::PathPart::from).collect())
+}
+
+/// Errors opening or reaching a storage location. Every message names the location; every
+/// variant caused by a library error keeps it as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{what} {location}: {message}")]
     Invalid { what: &'static str, location: String, message: String },
-    #[error("cannot reach the S3 endpoint {endpoint} for {location}: {message} (check AWS_ENDPOINT_URL and that the server runs)")]
-    Unreachable { endpoint: String, location: String, message: String },
+    #[error("{what} {location}: {context}{source}")]
+    Io { what: &'static str, location: String, context: &'static str, source: std::io::Error },
+    #[error("{what} {location}: invalid S3 configuration: {}", error_chain(.source))]
+    Config { what: &'static str, location: String, source: object_store::Error },
+    #[error("cannot reach the S3 endpoint {endpoint} for {location}: {} (check AWS_ENDPOINT_URL and that the server runs)", error_chain(.source))]
+    Unreachable { endpoint: String, location: String, source: object_store::Error },
     #[error("bucket {bucket:?} does not exist at {endpoint} (location {location}); create it first")]
-    MissingBucket { bucket: String, endpoint: String, location: String },
-    #[error("access to {location} at {endpoint} was denied: {message} (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")]
-    Denied { endpoint: String, location: String, message: String },
-    #[error("storage error at {location}: {message}")]
-    Other { location: String, message: String },
+    MissingBucket { bucket: String, endpoint: String, location: String, source: object_store::Error },
+    #[error("access to {location} at {endpoint} was denied: {} (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)", error_chain(.source))]
+    Denied { endpoint: String, location: String, source: object_store::Error },
+    #[error("storage error at {location}: {}", error_chain(.source))]
+    Other { location: String, source: object_store::Error },
+}
+
+impl StoreError {
+    /// Whether retrying later may help ([`crate::is_transient`] on the cause).
+    pub fn is_transient(&self) -> bool {
+        is_transient(self)
+    }
 }
 
 /// An opened storage location: the lake or the landing zone.
@@ -64,24 +86,22 @@ impl Location {
             return Err(StoreError::Invalid { what, location: spec.into(), message: "empty path".into() });
         }
         if create {
-            std::fs::create_dir_all(&path).map_err(|e| StoreError::Invalid {
+            std::fs::create_dir_all(&path).map_err(|source| StoreError::Io {
                 what,
                 location: spec.into(),
-                message: format!("cannot create folder: {e}"),
+                context: "cannot create folder: ",
+                source,
             })?;
         } else if !path.is_dir() {
             return Err(StoreError::Invalid { what, location: spec.into(), message: "no such folder".into() });
         }
-        let abs = std::fs::canonicalize(&path).map_err(|e| StoreError::Invalid {
+        let abs = std::fs::canonicalize(&path).map_err(|source| StoreError::Io {
             what,
             location: spec.into(),
-            message: e.to_string(),
+            context: "",
+            source,
         })?;
-        let fs = LocalFileSystem::new_with_prefix(&abs).map_err(|e| StoreError::Invalid {
-            what,
-            location: spec.into(),
-            message: e.to_string(),
-        })?;
+        let fs = LocalFileSystem::new_with_prefix(&abs).map_err(|source| StoreError::Other { location: spec.into(), source })?;
         Ok(Location { store: Arc::new(fs), display: abs.display().to_string(), local_root: Some(abs), s3: None })
     }
 
@@ -96,15 +116,7 @@ impl Location {
         let endpoint = std::env::var("AWS_ENDPOINT_URL")
             .or_else(|_| std::env::var("AWS_ENDPOINT"))
             .unwrap_or_else(|_| "AWS".into());
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry_config());
-        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
-            builder = builder.with_region("us-east-1");
-        }
-        let s3 = builder.build().map_err(|e| StoreError::Invalid {
-            what,
-            location: spec.into(),
-            message: format!("invalid S3 configuration: {}", error_chain(&e)),
-        })?;
+        let s3 = s3_builder(bucket).build().map_err(|source| StoreError::Config { what, location: spec.into(), source })?;
         let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
             Arc::new(s3)
         } else {
@@ -124,43 +136,60 @@ impl Location {
         if self.s3.is_none() {
             return Ok(());
         }
-        match self.store.list_with_delimiter(None).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.classify(&e)),
+        let err = match self.store.list_with_delimiter(None).await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if is_unreachable(&err) {
+            return Err(self.classify(err));
         }
-    }
-
-    /// Turns an object_store error into a message that names this location.
-    pub fn classify(&self, err: &object_store::Error) -> StoreError {
-        let message = error_chain(err);
-        let lower = message.to_ascii_lowercase();
-        match &self.s3 {
-            Some(s3) if lower.contains("nosuchbucket") || lower.contains("bucket does not exist") => {
-                StoreError::MissingBucket {
+        // The server answered but refused the listing. object_store types a status only for
+        // object requests: look one object up to learn whether access is denied (403/401) or
+        // the bucket is missing (404: with access to the bucket, the listing would have worked).
+        match self.store.head(&Path::from("_medallion/probe")).await {
+            Err(probe @ (object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })) => {
+                Err(self.classify(probe))
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                let s3 = self.s3.as_ref().expect("checked above");
+                Err(StoreError::MissingBucket {
                     bucket: s3.bucket.clone(),
                     endpoint: s3.endpoint.clone(),
                     location: self.display.clone(),
-                }
+                    source: err,
+                })
             }
-            Some(s3)
-                if lower.contains("connection refused")
-                    || lower.contains("dns error")
-                    || lower.contains("error sending request")
-                    || lower.contains("timed out")
-                    || lower.contains("connect error") =>
-            {
-                StoreError::Unreachable { endpoint: s3.endpoint.clone(), location: self.display.clone(), message }
-            }
-            Some(s3)
-                if lower.contains("accessdenied")
-                    || lower.contains("invalidaccesskeyid")
-                    || lower.contains("signaturedoesnotmatch")
-                    || lower.contains("403") =>
-            {
-                StoreError::Denied { endpoint: s3.endpoint.clone(), location: self.display.clone(), message }
-            }
-            _ => StoreError::Other { location: self.display.clone(), message },
+            _ => Err(self.classify(err)),
         }
+    }
+
+    /// Turns an object_store error into one that names this location, by its type: an
+    /// endpoint that cannot be reached, denied access, or anything else (which keeps the cause).
+    pub fn classify(&self, err: object_store::Error) -> StoreError {
+        match &self.s3 {
+            Some(s3) if is_unreachable(&err) => {
+                StoreError::Unreachable { endpoint: s3.endpoint.clone(), location: self.display.clone(), source: err }
+            }
+            Some(s3)
+                if matches!(
+                    err,
+                    object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+                ) =>
+            {
+                StoreError::Denied { endpoint: s3.endpoint.clone(), location: self.display.clone(), source: err }
+            }
+            _ => StoreError::Other { location: self.display.clone(), source: err },
+        }
+    }
+
+    /// The object_store path of a lake path (see [`path`]).
+    pub fn path(&self, p: &LakePath) -> Path {
+        path(p)
+    }
+
+    /// A user-facing rendering of a lake path inside this location.
+    pub fn describe_lake(&self, p: &LakePath) -> String {
+        self.describe(&path(p))
     }
 
     /// A user-facing rendering of a path inside this location.
@@ -197,30 +226,25 @@ pub fn read_stream(
         .buffered(2)
 }
 
+/// The S3 client of `bucket`, from the standard `AWS_*` variables, with the lake's retries
+/// and `us-east-1` when no region is configured. Every S3 client of the lake is built here.
+pub(crate) fn s3_builder(bucket: &str) -> AmazonS3Builder {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_retry(retry_config());
+    if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+        builder = builder.with_region("us-east-1");
+    }
+    builder
+}
+
 /// Retries for transient failures (5xx, timeouts, connection resets) with exponential backoff
 /// and jitter, bounded so that an unreachable endpoint is reported within about half a minute.
-fn retry_config() -> RetryConfig {
+pub(crate) fn retry_config() -> RetryConfig {
     let max_retries = std::env::var("MEDALLION_S3_MAX_RETRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     RetryConfig {
         backoff: BackoffConfig { init_backoff: Duration::from_millis(200), max_backoff: Duration::from_secs(5), base: 2.0 },
         max_retries,
         retry_timeout: Duration::from_secs(30),
     }
-}
-
-/// The error and its sources, joined, so that the root cause ("connection refused") shows.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !out.contains(&s) {
-            out.push_str(": ");
-            out.push_str(&s);
-        }
-        cur = e.source();
-    }
-    out
 }
 
 /// Hides the password of a URL (`postgres://user:secret@host/db` → `postgres://user:***@host/db`)
@@ -255,6 +279,30 @@ mod tests {
         let loc = Location::open("lake", missing.to_str().unwrap(), true).unwrap();
         assert!(loc.local_root.is_some());
         assert!(Location::open("lake", "gs://x/y", true).unwrap_err().to_string().contains("unsupported scheme"));
+    }
+
+    #[test]
+    fn lake_paths_are_object_store_paths_byte_for_byte() {
+        use object_store::path::PathPart;
+        use schemas::{paths, Dataset};
+        let date: schemas::RunDate = "2026-11-20".parse().unwrap();
+        for (partner, file) in [("acme", "a b.csv"), ("..", "../../etc/passwd"), ("x", "%41#?*|~[]{}^`\"<>\\é\u{7f}\n"), ("p", ".")] {
+            let lp = paths::raw_file(Dataset::Orders, partner, date, "0123456789abcdef", file);
+            let expected = Path::from("raw")
+                .join(PathPart::from("orders"))
+                .join(PathPart::from(format!("partner={partner}").as_str()))
+                .join(PathPart::from("ingest_date=2026-11-20"))
+                .join(PathPart::from("0123456789abcdef"))
+                .join(PathPart::from(file));
+            assert_eq!(path(&lp), expected, "{file:?}");
+            assert_eq!(path(&lp).as_ref(), lp.as_str());
+            assert!(path(&lp).parts().all(|p| p.as_ref() != ".." && p.as_ref() != "."), "{lp}");
+        }
+        let feed = paths::bronze_feed(Dataset::Orders, "acme", date, "FD00001");
+        assert_eq!(
+            path(&feed),
+            Path::from("bronze/orders/partner=acme/ingest_date=2026-11-20").join("FD00001.parquet")
+        );
     }
 
     #[test]
