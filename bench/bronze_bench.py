@@ -16,31 +16,16 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import timed  # noqa: E402
+
 DATE = "2026-11-20"
 # Bytes of feed per generated order row (all six datasets), measured on this generator.
 BYTES_PER_ROW = 210
 
 
-def run(cmd, env=None):
-    """Runs a command; returns (seconds, stdout, stderr). Fails loudly."""
-    start = time.monotonic()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
-    return elapsed, proc.stdout, proc.stderr
 
 
-def timed(cmd, env=None):
-    """Runs under /usr/bin/time -v, which reports the command's peak resident set size."""
-    full = ["/usr/bin/time", "-v"] + cmd
-    elapsed, out, err = run(full, env=env)
-    rss_kb = 0
-    for line in err.splitlines():
-        if "Maximum resident set size" in line:
-            rss_kb = int(line.split(":")[1])
-    return elapsed, rss_kb / 1024.0, out
 
 
 DUCKDB_SCRIPT = r"""

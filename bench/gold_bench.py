@@ -20,22 +20,13 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import timed as run  # noqa: E402
+
 TABLES = ["daily_sales", "category_kpis", "order_kpis", "partner_revenue", "product_changes",
           "dim_products", "customer_orders", "inventory_status", "campaign_performance"]
 
 
-def run(cmd, env, capture=True):
-    start = time.monotonic()
-    proc = subprocess.run(["/usr/bin/time", "-v"] + cmd, env=env, capture_output=True, text=True)
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
-    rss = 0
-    for line in proc.stderr.splitlines():
-        if "Maximum resident set size" in line:
-            rss = int(line.split(":")[1]) / 1024.0
-    return elapsed, rss, proc.stdout
 
 
 def psql(url, *args):

@@ -16,21 +16,12 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import timed  # noqa: E402
+
 D1, D2 = "2026-11-19", "2026-11-20"
 
 
-def timed(cmd, env):
-    start = time.monotonic()
-    proc = subprocess.run(["/usr/bin/time", "-v"] + cmd, env=env, capture_output=True, text=True)
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
-    rss_kb = 0
-    for line in proc.stderr.splitlines():
-        if "Maximum resident set size" in line:
-            rss_kb = int(line.split(":")[1])
-    return elapsed, rss_kb / 1024.0, proc.stdout
 
 
 def main():
