@@ -214,9 +214,7 @@ impl CsvReader {
                     b'"' => self.state = State::Quoted,
                     b',' => self.ends.push(self.data.len()),
                     b'\n' => {
-                        self.ends.push(self.data.len());
-                        self.line += 1;
-                        self.end_record(chunk, raw_start, i, sink)?;
+                        self.end_line(chunk, raw_start, i, sink)?;
                         raw_start = Some(i + 1);
                     }
                     b'\r' => self.state = State::Cr,
@@ -235,14 +233,9 @@ impl CsvReader {
                         break;
                     }
                     match chunk[i] {
-                        b',' => {
-                            self.ends.push(self.data.len());
-                            self.state = State::FieldStart;
-                        }
+                        b',' => self.end_field(),
                         b'\n' => {
-                            self.ends.push(self.data.len());
-                            self.line += 1;
-                            self.end_record(chunk, raw_start, i, sink)?;
+                            self.end_line(chunk, raw_start, i, sink)?;
                             raw_start = Some(i + 1);
                         }
                         b'\r' => self.state = State::Cr,
@@ -271,14 +264,9 @@ impl CsvReader {
                         self.data.push(b'"');
                         self.state = State::Quoted;
                     }
-                    b',' => {
-                        self.ends.push(self.data.len());
-                        self.state = State::FieldStart;
-                    }
+                    b',' => self.end_field(),
                     b'\n' => {
-                        self.ends.push(self.data.len());
-                        self.line += 1;
-                        self.end_record(chunk, raw_start, i, sink)?;
+                        self.end_line(chunk, raw_start, i, sink)?;
                         raw_start = Some(i + 1);
                     }
                     b'\r' => self.state = State::Cr,
@@ -288,9 +276,7 @@ impl CsvReader {
                 },
                 State::Cr => {
                     if b == b'\n' {
-                        self.ends.push(self.data.len());
-                        self.line += 1;
-                        self.end_record(chunk, raw_start, i, sink)?;
+                        self.end_line(chunk, raw_start, i, sink)?;
                         raw_start = Some(i + 1);
                     } else {
                         // A lone CR is data in an unquoted field.
@@ -315,6 +301,27 @@ impl CsvReader {
             }
         }
         Ok(())
+    }
+
+    /// A comma outside quotes: the field ends, the next one starts.
+    #[inline]
+    fn end_field(&mut self) {
+        self.ends.push(self.data.len());
+        self.state = State::FieldStart;
+    }
+
+    /// A newline outside quotes: the field and the record end.
+    #[inline]
+    fn end_line<E: From<CsvError>>(
+        &mut self,
+        chunk: &[u8],
+        raw_start: Option<usize>,
+        newline_at: usize,
+        sink: &mut impl FnMut(RecordRef<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.ends.push(self.data.len());
+        self.line += 1;
+        self.end_record(chunk, raw_start, newline_at, sink)
     }
 
     fn end_record<E: From<CsvError>>(

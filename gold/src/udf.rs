@@ -58,14 +58,26 @@ fn finish(values: impl Iterator<Item = Option<i128>>, len: usize) -> Result<Colu
     Ok(ColumnarValue::Array(arr))
 }
 
+/// The two money functions: `money(x)` rounds an exact decimal to cents, `money_div(x, n)`
+/// divides it by a count and rounds the exact quotient to cents.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct Money {
+enum MoneyOp {
+    Round,
+    Div,
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct MoneyFn {
+    op: MoneyOp,
     signature: Signature,
 }
 
-impl ScalarUDFImpl for Money {
+impl ScalarUDFImpl for MoneyFn {
     fn name(&self) -> &str {
-        "money"
+        match self.op {
+            MoneyOp::Round => "money",
+            MoneyOp::Div => "money_div",
+        }
     }
     fn signature(&self) -> &Signature {
         &self.signature
@@ -76,28 +88,9 @@ impl ScalarUDFImpl for Money {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let (a, scale) = decimal_arg(&args.args[0], rows)?;
-        finish(a.iter().map(|v| v.map(|v| to_cents(v, scale))), a.len())
-    }
-}
-
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct MoneyDiv {
-    signature: Signature,
-}
-
-impl ScalarUDFImpl for MoneyDiv {
-    fn name(&self) -> &str {
-        "money_div"
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
-        Ok(MONEY)
-    }
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
-        let (a, scale) = decimal_arg(&args.args[0], rows)?;
+        if self.op == MoneyOp::Round {
+            return finish(a.iter().map(|v| v.map(|v| to_cents(v, scale))), a.len());
+        }
         let d = arrow::compute::cast(&args.args[1].to_array(rows)?, &DataType::Int64)?;
         let d = d.as_primitive::<Int64Type>();
         let values = a.iter().zip(d.iter()).map(|(v, n)| match (v, n) {
@@ -114,11 +107,11 @@ impl ScalarUDFImpl for MoneyDiv {
 }
 
 pub fn money() -> ScalarUDF {
-    ScalarUDF::new_from_impl(Money { signature: Signature::any(1, Volatility::Immutable) })
+    ScalarUDF::new_from_impl(MoneyFn { op: MoneyOp::Round, signature: Signature::any(1, Volatility::Immutable) })
 }
 
 pub fn money_div() -> ScalarUDF {
-    ScalarUDF::new_from_impl(MoneyDiv { signature: Signature::any(2, Volatility::Immutable) })
+    ScalarUDF::new_from_impl(MoneyFn { op: MoneyOp::Div, signature: Signature::any(2, Volatility::Immutable) })
 }
 
 #[cfg(test)]

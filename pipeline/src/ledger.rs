@@ -292,8 +292,8 @@ mod tests {
     #[test]
     fn migration_3_is_unchanged() {
         for (d, sums) in [
-            (Dialect::Postgres, include_str!("../../gold/tests-data/checksums.gold_ddl.postgres.sql.txt")),
-            (Dialect::Sqlite, include_str!("../../gold/tests-data/checksums.gold_ddl.sqlite.sql.txt")),
+            (Dialect::Postgres, include_str!("../../gold/tests-data/gold_ddl.postgres.checksums.snap")),
+            (Dialect::Sqlite, include_str!("../../gold/tests-data/gold_ddl.sqlite.checksums.snap")),
         ] {
             let want = format!("3 run ledger {}", gold::warehouse::checksum(&run_ledger_ddl(d)));
             assert!(sums.lines().any(|l| l == want), "{d:?}: {want}");

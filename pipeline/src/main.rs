@@ -143,46 +143,25 @@ fn gold_failure(e: &gold::GoldError) -> Failure {
     }
 }
 
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        store_failure(&e)
-    }
+/// `?` on a library error: the policy functions above decide its exit code.
+macro_rules! failure_from {
+    ($($error:ty => $policy:path),* $(,)?) => {
+        $(impl From<$error> for Failure {
+            fn from(e: $error) -> Self {
+                $policy(&e)
+            }
+        })*
+    };
 }
 
-impl From<bronze::BronzeError> for Failure {
-    fn from(e: bronze::BronzeError) -> Self {
-        bronze_failure(&e)
-    }
-}
-
-impl From<lake::registry::RegistryError> for Failure {
-    fn from(e: lake::registry::RegistryError) -> Self {
-        registry_failure(&e)
-    }
-}
-
-impl From<silver::SilverError> for Failure {
-    fn from(e: silver::SilverError) -> Self {
-        silver_failure(&e)
-    }
-}
-
-impl From<gold::WarehouseError> for Failure {
-    fn from(e: gold::WarehouseError) -> Self {
-        warehouse_failure(&e)
-    }
-}
-
-impl From<gold::GoldError> for Failure {
-    fn from(e: gold::GoldError) -> Self {
-        gold_failure(&e)
-    }
-}
-
-impl From<stage::StageError> for Failure {
-    fn from(e: stage::StageError) -> Self {
-        Failure::from_stage(&e)
-    }
+failure_from! {
+    StoreError => store_failure,
+    bronze::BronzeError => bronze_failure,
+    lake::registry::RegistryError => registry_failure,
+    silver::SilverError => silver_failure,
+    gold::WarehouseError => warehouse_failure,
+    gold::GoldError => gold_failure,
+    stage::StageError => Failure::from_stage,
 }
 
 impl From<lock::LockError> for Failure {

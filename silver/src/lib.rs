@@ -4,13 +4,20 @@
 //! per-feed reconciliation (rows read = valid + rejected + duplicate).
 
 pub mod bridge;
+mod checks;
 pub mod clean;
+mod dedup;
+mod maintain;
+mod products;
+mod recovery;
 pub mod run;
 
 pub use lake::delta;
 pub use schemas::silver as tables;
 
-pub use run::{maintain_all, read_record, restore_before, run_silver, SilverReport, TableMaintenance};
+pub use maintain::{maintain_all, TableMaintenance};
+pub use recovery::{read_record, restore_before};
+pub use run::{run_silver, SilverReport};
 pub use schemas::{FeedStats, ProductDiff, SilverRecord};
 
 use lake::registry::{FeedRecord, RegistryError};

@@ -146,8 +146,8 @@ mod tests {
     #[test]
     fn ddl_is_unchanged() {
         for (d, file, sums) in [
-            (Dialect::Postgres, include_str!("../../tests-data/gold_ddl.postgres.sql"), include_str!("../../tests-data/checksums.gold_ddl.postgres.sql.txt")),
-            (Dialect::Sqlite, include_str!("../../tests-data/gold_ddl.sqlite.sql"), include_str!("../../tests-data/checksums.gold_ddl.sqlite.sql.txt")),
+            (Dialect::Postgres, include_str!("../../tests-data/gold_ddl.postgres.snap"), include_str!("../../tests-data/gold_ddl.postgres.checksums.snap")),
+            (Dialect::Sqlite, include_str!("../../tests-data/gold_ddl.sqlite.snap"), include_str!("../../tests-data/gold_ddl.sqlite.checksums.snap")),
         ] {
             assert_eq!(gold_ddl(d).join(";\n\n") + ";\n", file, "{d:?}");
             for m in GOLD_MIGRATIONS {
