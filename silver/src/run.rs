@@ -14,7 +14,7 @@ use object_store::ObjectStoreExt;
 use polars::prelude::*;
 use lake::registry::{FeedRecord, FeedStatus, Registry};
 use lake::Location;
-use schemas::{paths, Dataset, FeedStats, RunDate, RunStatus, SilverRecord};
+use schemas::{paths, Dataset, FeedStats, ProductDiff, RunDate, RunStatus, SilverRecord};
 
 use crate::bridge::{parquet_to_polars, polars_to_arrow};
 use crate::clean::{clean_feed, Cleaned, REASON};
@@ -76,7 +76,16 @@ pub async fn run_silver(lake: &Location, date: RunDate) -> Result<SilverReport, 
                 versions = current_versions(&lh).await?;
             }
         } else if prev.status == RunStatus::Completed {
-            tracing::warn!("re-running {date} on top of later runs: the products diff compares with the current state; `medallion backfill --from {date}` replays history exactly");
+            let landed: BTreeSet<&str> = feeds.iter().filter(|f| f.status == FeedStatus::Landed).map(|f| f.feed_id.as_str()).collect();
+            let applied: BTreeSet<&str> = prev.feeds.iter().map(|f| f.feed_id.as_str()).collect();
+            if landed == applied {
+                // Later runs have written since, and every feed of the date was applied by its
+                // first run: applying them again changes nothing (the newest version wins), so
+                // nothing is written and its products diff, history and change log stay.
+                tracing::info!("re-running {date}: its feeds were all applied by its previous run and later dates have run since; nothing new to apply");
+                return Ok(replayed(prev, report.recovered));
+            }
+            tracing::warn!("re-running {date} on top of later runs with feeds its previous run did not apply: the products diff compares with the current state; `medallion backfill --from {date}` replays history exactly");
         }
     }
 
@@ -100,6 +109,24 @@ pub async fn run_silver(lake: &Location, date: RunDate) -> Result<SilverReport, 
             }
             Err(e)
         }
+    }
+}
+
+/// The report of a re-run that applies nothing new: the same feeds and counts, a products diff
+/// of only `unchanged` (CONTRACT §2), no touched business dates.
+fn replayed(prev: SilverRecord, recovered: Vec<String>) -> SilverRecord {
+    let product_changes = prev
+        .product_changes
+        .iter()
+        .map(|d| ProductDiff { unchanged: d.inserted + d.updated + d.unchanged, inserted: 0, updated: 0, ..d.clone() })
+        .collect();
+    SilverRecord {
+        recovered,
+        product_changes,
+        business_dates: Vec::new(),
+        renamed_or_recategorised: Vec::new(),
+        versions_before: prev.versions_after.clone(),
+        ..prev
     }
 }
 
