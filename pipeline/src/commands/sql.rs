@@ -1,5 +1,5 @@
 //! `medallion sql`: ad-hoc DataFusion SQL over bronze, silver and gold (computed from silver),
-//! printed as a table, CSV or JSON.
+//! printed as a table, CSV or JSON. Read-only: only queries run (see `gold::read_only_query`).
 
 use crate::cli::{SqlArgs, SqlFormat};
 use crate::commands::Globals;
@@ -8,7 +8,8 @@ use crate::{config, exit, Failure};
 pub async fn run(g: &Globals, a: SqlArgs) -> Result<u8, Failure> {
     let lake = config::open("lake", &g.lake, true).await?;
     let ctx = gold::sql_session(&lake).await.map_err(|e| Failure::failed(e.to_string()))?;
-    let df = ctx.sql(&a.query).await.map_err(|e| Failure::usage(format!("query: {e}")))?;
+    // Read-only: a query that would write (or read outside the lake) is refused, exit 2.
+    let df = gold::read_only_query(&ctx, &a.query).await.map_err(|e| Failure::usage(format!("query: {e} (medallion sql only reads: queries over the lake's tables; DDL, DML, COPY and other statements are refused)")))?;
     let batches = df.collect().await.map_err(|e| Failure::failed(format!("query: {e}")))?;
     let mut out = std::io::stdout().lock();
     let written = match a.format {
