@@ -24,6 +24,7 @@ pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: boo
             let date = day;
             let guard = lock_for_schedule(&ctx, date).await;
             if let Some(guard) = guard {
+                orchestrate::abandon_dead_holder(&mut wh, &guard).await;
                 let result = orchestrate::run_date(&ctx, &mut wh, date, "schedule", &Stage::ALL).await;
                 guard.release().await;
                 match result {

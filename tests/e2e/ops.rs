@@ -44,3 +44,57 @@ fn sql_is_read_only() {
     let explain = medallion(&env, &["sql", "EXPLAIN SELECT COUNT(*) FROM silver.orders"]);
     assert_eq!(explain.code, 0, "{}", explain.stderr);
 }
+
+/// `status` reads only: on a warehouse path that does not exist it creates nothing and says
+/// there are no runs; an empty SQLite file gets no ledger tables.
+#[test]
+fn status_never_writes() {
+    let env = local();
+    std::fs::create_dir_all(&env.lake).unwrap();
+    let db = env.dir.path().join("fresh").join("wh.db");
+    let url = format!("sqlite://{}", db.display());
+    let text = medallion(&env, &["status", "--warehouse", &url]).ok();
+    assert!(text.stdout.contains("no runs recorded yet"), "{}", text.stdout);
+    let json = medallion(&env, &["status", "--json", "--warehouse", &url]).ok().json();
+    assert_eq!(json, serde_json::json!({"runs": [], "feeds": [], "product_diffs": []}));
+    assert!(!db.exists() && !db.parent().unwrap().exists(), "status created the warehouse");
+    // An existing, empty warehouse file stays empty (no migrations).
+    std::fs::create_dir_all(db.parent().unwrap()).unwrap();
+    std::fs::write(&db, b"").unwrap();
+    medallion(&env, &["status", "--json", "--warehouse", &url]).ok();
+    assert_eq!(std::fs::metadata(&db).unwrap().len(), 0, "status wrote to the warehouse");
+    // The default warehouse (in the lake) is not created either.
+    medallion(&env, &["status"]).ok();
+    assert!(!std::path::Path::new(&env.lake).join("warehouse.db").exists());
+}
+
+/// A run killed mid-stage (abort, like kill -9) is shown as abandoned, never as running, and
+/// the next run, which takes over its stale lock, records it as abandoned with the dead
+/// process in its error; its running job too.
+#[test]
+fn killed_run_is_abandoned() {
+    let env = local();
+    let wh = format!("sqlite://{}/wh.db", env.dir.path().display());
+    ingest(&env, "acme", "orders", D, "o.csv", b"order_id,customer_id,order_date,status\nO1,C1,2026-11-19T10:00:00Z,completed\n");
+    let killed = command(&env, &["run", "--date", D, "--warehouse", &wh, "-q"]).env("MEDALLION_FAULT", "stage.silver#1:abort").output().unwrap();
+    assert!(!killed.status.success());
+    let st = medallion(&env, &["status", "--json", "--warehouse", &wh]).ok().json();
+    let first = st["runs"][0].clone();
+    assert_eq!(first["status"], "abandoned", "a dead run is never shown as running: {st:#}");
+    let first_id = first["run_id"].as_str().unwrap().to_string();
+    medallion(&env, &["run", "--date", D, "--warehouse", &wh, "-q"]).ok();
+    let rows = pg_query(&wh, &format!("SELECT status, error FROM medallion_runs WHERE run_id = '{first_id}'"));
+    assert_eq!(rows[0][0].as_deref(), Some("abandoned"), "{rows:?}");
+    let error = rows[0][1].clone().unwrap_or_default();
+    assert!(error.contains("pid") && error.contains("died"), "{error}");
+    let jobs = pg_query(&wh, &format!("SELECT stage, status FROM medallion_jobs WHERE run_id = '{first_id}' ORDER BY stage"));
+    let jobs: Vec<(String, String)> = jobs.into_iter().map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap())).collect();
+    assert_eq!(
+        jobs,
+        [("bronze".to_string(), "completed".to_string()), ("gold".into(), "skipped".into()), ("silver".into(), "abandoned".into())]
+    );
+    let st = medallion(&env, &["status", "--json", "--warehouse", &wh]).ok().json();
+    let statuses: Vec<&str> = st["runs"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["completed", "abandoned"]);
+    assert!(st["runs"][0]["pid"].is_u64() && st["runs"][0]["jobs"][0]["attempts"].is_u64(), "numbers are JSON numbers: {st:#}");
+}

@@ -57,7 +57,7 @@ fn run_and_status(env: Env) {
     let feeds = st["feeds"].as_array().unwrap();
     assert!(feeds.len() >= 10, "{st:#}");
     for f in feeds.iter().filter(|f| f["status"] == "landed") {
-        let n = |k: &str| f[k].as_str().unwrap().parse::<u64>().unwrap();
+        let n = |k: &str| f[k].as_u64().unwrap_or_else(|| panic!("{k} is a JSON number: {f}"));
         assert_eq!(n("rows_read"), n("valid") + n("rejected") + n("duplicate"), "{f}");
         assert!(f["feed_id"].as_str().unwrap().starts_with("FD"));
     }
