@@ -98,3 +98,46 @@ fn killed_run_is_abandoned() {
     assert_eq!(statuses, ["completed", "abandoned"]);
     assert!(st["runs"][0]["pid"].is_u64() && st["runs"][0]["jobs"][0]["attempts"].is_u64(), "numbers are JSON numbers: {st:#}");
 }
+
+/// No credential ever reaches stdout or stderr: a `password=` query parameter, malformed URLs,
+/// with and without --json, and the role password of `grant-readonly` even at debug level.
+#[test]
+fn secrets_never_leak() {
+    let env = local();
+    std::fs::create_dir_all(&env.lake).unwrap();
+    let cases = [
+        ("postgres://bob@127.0.0.1:9/db?password=Sekr1tQuery&connect_timeout=2", "Sekr1tQuery"),
+        ("postgres://bob:Sekr1tPort@127.0.0.1:notaport/db", "Sekr1tPort"),
+        ("postgres://bob:Sekr1tHost@/db?host=/nonexistent", "Sekr1tHost"),
+        ("postgres://bob:Sekr1tUser@127.0.0.1:9/db", "Sekr1tUser"),
+    ];
+    for (url, secret) in cases {
+        for cmd in [vec!["warehouse", "migrate"], vec!["status"], vec!["gold", "--date", D, "--retries", "0"]] {
+            for json in [false, true] {
+                let mut args: Vec<&str> = cmd.clone();
+                args.extend(["--warehouse", url]);
+                if json {
+                    args.push("--json");
+                }
+                let r = medallion(&env, &args);
+                assert_ne!(r.code, 0, "{args:?}");
+                assert!(!r.stdout.contains(secret) && !r.stderr.contains(secret), "{args:?} leaked {secret}:\nstdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+                assert!(r.stderr.contains("***"), "{args:?}: the URL is shown redacted: {}", r.stderr);
+            }
+        }
+    }
+    let Some(pg) = postgres("secrets") else { return };
+    for json in [false, true] {
+        let mut c = command(&env, &["warehouse", "grant-readonly", "--role", "bi_reader", "--password-env", "BI_PW", "--warehouse", &pg.url]);
+        c.env("BI_PW", "Sekr1tRole'x").env("MEDALLION_LOG", "debug");
+        if json {
+            c.arg("--json");
+        }
+        let out = c.output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stdout.contains("Sekr1tRole") && !stderr.contains("Sekr1tRole"), "the role password leaked:\n{stdout}\n{stderr}");
+    }
+    let can_login = pg_query(&pg.url, "SELECT rolcanlogin::text FROM pg_roles WHERE rolname = 'bi_reader'");
+    assert_eq!(can_login, vec![vec![Some("true".to_string())]]);
+}
