@@ -10,8 +10,10 @@ use crate::orchestrate::{self, RunContext};
 use crate::stage::Stage;
 use crate::{exit, ledger, lock, Failure};
 
-pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: bool) -> Result<u8, Failure> {
+/// Returns the exit code and, per date tried, its outcome (for `--json`).
+pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: bool) -> Result<(u8, Vec<serde_json::Value>), Failure> {
     let mut wh = orchestrate::connect(&ctx).await?;
+    let mut done: Vec<serde_json::Value> = Vec::new();
     loop {
         let yesterday = RunDate::new(chrono::Utc::now().date_naive() - chrono::Days::new(1));
         let earliest = RunDate::new(yesterday.date() - chrono::Days::new(catch_up_days.saturating_sub(1) as u64));
@@ -28,9 +30,13 @@ pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: boo
                 let result = orchestrate::run_date(&ctx, &mut wh, date, "schedule", &Stage::ALL).await;
                 guard.release().await;
                 match result {
-                    Ok(o) => eprintln!("schedule: {date} {}", o.summary.status),
+                    Ok(o) => {
+                        eprintln!("schedule: {date} {}", o.summary.status);
+                        done.push(serde_json::json!({ "date": date, "status": o.summary.status, "run_id": o.summary.run_id }));
+                    }
                     Err(f) => {
                         eprintln!("schedule: {date} failed: {}", f.message);
+                        done.push(serde_json::json!({ "date": date, "status": "failed", "error": f.message }));
                         break; // later dates wait: they build on this one
                     }
                 }
@@ -40,7 +46,7 @@ pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: boo
         }
         if once || ctx.stop.load(Ordering::SeqCst) {
             wh.close().await;
-            return Ok(exit::OK);
+            return Ok((exit::OK, done));
         }
         let now = chrono::Utc::now();
         let next = cron.next_after(now).ok_or_else(|| Failure::usage("the cron expression never matches"))?;
@@ -48,7 +54,7 @@ pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: boo
         while chrono::Utc::now() < next {
             if ctx.stop.load(Ordering::SeqCst) {
                 wh.close().await;
-                return Ok(exit::OK);
+                return Ok((exit::OK, done));
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }

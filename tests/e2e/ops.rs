@@ -141,3 +141,74 @@ fn secrets_never_leak() {
     let can_login = pg_query(&pg.url, "SELECT rolcanlogin::text FROM pg_roles WHERE rolname = 'bi_reader'");
     assert_eq!(can_login, vec![vec![Some("true".to_string())]]);
 }
+
+/// With --json every command prints exactly one JSON object on stdout, when it succeeds and
+/// when it fails (usage errors from the command line included); --help stays text.
+#[test]
+fn every_command_prints_one_json_object() {
+    let env = local();
+    let wh = format!("sqlite://{}/wh.db", env.dir.path().display());
+    let input = file(&env, "o.csv", b"order_id,customer_id,order_date,status\nO1,C1,2026-11-19T10:00:00Z,completed\n");
+    let input = input.to_str().unwrap();
+    let demo = env.dir.path().join("demo");
+    let demo = demo.to_str().unwrap();
+    let landing_gen = env.dir.path().join("gen");
+    let landing_gen = landing_gen.to_str().unwrap();
+    let one = |args: &[&str], ok: bool| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--json", "--warehouse", &wh]);
+        let r = medallion(&env, &all);
+        assert_eq!(r.code == 0 || (ok && r.code == 4), ok, "{all:?}: exit {}\nstdout:\n{}\nstderr:\n{}", r.code, r.stdout, r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{all:?}: stdout is not one JSON value ({e}):\n{}\nstderr:\n{}", r.stdout, r.stderr));
+        assert!(v.is_object(), "{all:?}: not an object: {v:#}");
+        if !ok {
+            assert_eq!(v["exit_code"].as_i64(), Some(r.code as i64), "{all:?}: {v:#}");
+            assert!(v["error"].is_string() && v["exit_class"].is_string() && v["transient"].is_boolean(), "{all:?}: {v:#}");
+        }
+        v
+    };
+    // Succeeding.
+    one(&["ingest", "--partner", "acme", "--dataset", "orders", "--date", D, input], true);
+    one(&["generate", "--partners", "1", "--days", "1", "--rows", "5", "--start-date", D, "--out", landing_gen, "-q"], true);
+    one(&["bronze", "--date", D], true);
+    one(&["silver", "--date", D], true);
+    one(&["gold", "--date", D], true);
+    one(&["run", "--date", D], true);
+    one(&["backfill", "--from", D, "--to", D], true);
+    let yesterday = (chrono::Utc::now().date_naive() - chrono::Days::new(1)).to_string();
+    ingest(&env, "acme", "orders", &yesterday, "y.csv", b"order_id,customer_id,order_date,status\nO2,C1,2026-11-19T10:00:00Z,completed\n");
+    let s = one(&["schedule", "--once", "--catch-up-days", "1"], true);
+    assert!(s["dates"].is_array(), "{s:#}");
+    let st = one(&["status"], true);
+    assert!(st["runs"][0]["jobs"][0]["attempts"].is_u64(), "{st:#}");
+    assert!(st["feeds"][0]["rows_read"].is_u64() || st["feeds"][0]["rows_read"].is_null(), "{st:#}");
+    one(&["warehouse", "migrate"], true);
+    one(&["maintain"], true);
+    let rows = one(&["sql", "SELECT order_id FROM silver.orders ORDER BY order_id"], true);
+    assert_eq!(rows["rows"][0]["order_id"], "O1", "{rows:#}");
+    assert!(one(&["contract"], true)["markdown"].is_string());
+    assert!(one(&["feeds"], true)["feeds"].is_array());
+    one(&["demo", "--dir", demo, "--partners", "1", "--days", "1", "--rows", "5"], true);
+    // Failing: command-line errors, then errors of each command.
+    one(&["bronze", "--date", "2026-13-45"], false);
+    one(&["no-such-command"], false);
+    one(&["run", "--date", D, "--no-such-flag"], false);
+    one(&["status", "--limit", "many"], false);
+    one(&["ingest", "--partner", "Bad Partner!", "--dataset", "orders", "--date", D, input], false);
+    one(&["generate", "--partners", "0", "--out", landing_gen], false);
+    one(&["run", "--date", D, "--stages", "platinum"], false);
+    one(&["backfill", "--from", D, "--to", "2026-11-01"], false);
+    one(&["schedule", "--cron", "not a cron", "--once"], false);
+    one(&["warehouse", "grant-readonly", "--role", "bi"], false);
+    one(&["maintain", "--retention-hours", "0"], false);
+    one(&["sql", "SELECT * FROM nowhere"], false);
+    one(&["sql", "INSERT INTO silver.orders SELECT * FROM silver.orders"], false);
+    one(&["feeds", "--date", "yesterday"], false);
+    one(&["contract", "--bogus"], false);
+    one(&["demo", "--partners", "x"], false);
+    one(&["status", "--warehouse", "mysql://x"], false);
+    // --help is still text.
+    let help = medallion(&env, &["status", "--help", "--json"]);
+    assert_eq!(help.code, 0);
+    assert!(help.stdout.contains("Usage"), "{}", help.stdout);
+}

@@ -346,7 +346,7 @@ fn maintain_compacts_and_checkpoints() {
         land_and_silver(&env, d);
     }
     let r = medallion(&env, &["maintain", "--json"]).ok().json();
-    let customers = r.as_array().unwrap().iter().find(|t| t["table"] == "customers").unwrap().clone();
+    let customers = r["tables"].as_array().unwrap().iter().find(|t| t["table"] == "customers").unwrap().clone();
     assert!(customers["files_compacted"].as_u64().unwrap() >= 2, "{r:#}");
     let log = std::path::Path::new(&env.lake).join("silver/customers/_delta_log");
     assert!(std::fs::read_dir(&log).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".checkpoint.parquet")));
