@@ -212,3 +212,22 @@ fn every_command_prints_one_json_object() {
     assert_eq!(help.code, 0);
     assert!(help.stdout.contains("Usage"), "{}", help.stdout);
 }
+
+/// `ingest` takes regular files only: a symlink (to /etc/passwd), a directory and a FIFO are
+/// refused with exit 2 and a message naming the file and what it is; nothing lands.
+#[test]
+fn ingest_takes_regular_files_only() {
+    let env = local();
+    let dir = env.dir.path().join("odd");
+    std::fs::create_dir_all(dir.join("orders.csv")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("link.csv")).unwrap();
+    let fifo = dir.join("pipe.csv");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for (name, what) in [("link.csv", "symbolic link"), ("orders.csv", "directory"), ("pipe.csv", "FIFO"), ("missing.csv", "no such file")] {
+        let p = dir.join(name);
+        let r = medallion(&env, &["ingest", "--partner", "acme", "--dataset", "orders", "--date", D, p.to_str().unwrap()]);
+        assert_eq!(r.code, 2, "{name}: {}", r.stderr);
+        assert!(r.stderr.contains(name) && r.stderr.contains(what), "{name}: {}", r.stderr);
+    }
+    assert!(is_local_empty_or_missing(std::path::Path::new(&env.landing).join("acme").as_path()), "nothing landed");
+}
