@@ -435,8 +435,31 @@ pub async fn ingest_files(
     for f in files {
         let name = f.file_name().and_then(|n| n.to_str()).ok_or_else(|| BronzeError::Usage(format!("{}: not a file name", f.display())))?;
         validate_file_name(name).map_err(BronzeError::Usage)?;
-        if !f.is_file() {
-            return Err(BronzeError::Usage(format!("{}: no such file", f.display())));
+        // Only regular files: a symlink is never followed (it could point anywhere, e.g.
+        // /etc/passwd), and a directory, FIFO, socket or device is named for what it is.
+        let kind = match std::fs::symlink_metadata(f) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("no such file"),
+            Err(source) => return Err(BronzeError::Io { path: f.display().to_string(), source }),
+            Ok(m) => {
+                use std::os::unix::fs::FileTypeExt;
+                let t = m.file_type();
+                if t.is_file() {
+                    None
+                } else if t.is_symlink() {
+                    Some("is a symbolic link (not followed: pass the file it points to)")
+                } else if t.is_dir() {
+                    Some("is a directory")
+                } else if t.is_fifo() {
+                    Some("is a FIFO (named pipe)")
+                } else if t.is_socket() {
+                    Some("is a socket")
+                } else {
+                    Some("is a device, not a regular file")
+                }
+            }
+        };
+        if let Some(kind) = kind {
+            return Err(BronzeError::Usage(format!("{}: {kind}; only regular files can be ingested", f.display())));
         }
         let date = date.to_string();
         let path = Path::from_iter([partner, ds.name(), date.as_str(), name].map(object_store::path::PathPart::from));

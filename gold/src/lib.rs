@@ -307,3 +307,15 @@ pub async fn sql_session(lake: &Location) -> Result<SessionContext, GoldError> {
     }
     Ok(ctx)
 }
+
+/// Runs one query of `medallion sql` read-only: queries (and EXPLAIN) only. DDL (`CREATE
+/// EXTERNAL TABLE … LOCATION`, which would read any local file), DML (`INSERT INTO silver.…`,
+/// which would commit to a Delta table without the lake lock), `COPY … TO` (which writes any
+/// path) and other statements (`SET`, transactions) are refused before anything runs.
+pub async fn read_only_query(
+    ctx: &SessionContext,
+    query: &str,
+) -> Result<deltalake::datafusion::dataframe::DataFrame, deltalake::datafusion::error::DataFusionError> {
+    let options = deltalake::datafusion::execution::context::SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    ctx.sql_with_options(query, options).await
+}

@@ -247,16 +247,65 @@ pub(crate) fn retry_config() -> RetryConfig {
     }
 }
 
-/// Hides the password of a URL (`postgres://user:secret@host/db` → `postgres://user:***@host/db`)
-/// so that connection strings can appear in logs and errors.
+/// Hides every credential of a connection string so that it can appear in logs and errors:
+/// the userinfo password (`postgres://user:secret@host/db` → `postgres://user:***@host/db`),
+/// `password=` (and `sslpassword=`, `pass=`, `pwd=`) query or key-value parameters, and, in a
+/// string that does not parse as a URL, everything between the scheme's `//` and the last `@`.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
+        Ok(mut u) if !u.cannot_be_a_base() => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            if u.query().is_some() {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if is_secret_key(&k) { "***".to_string() } else { v.into_owned() };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            redact_params(&u.to_string())
         }
-        _ => url.to_string(),
+        _ => {
+            let redacted = match url.split_once("://") {
+                Some((scheme, rest)) => match rest.rfind('@') {
+                    Some(at) => format!("{scheme}://***{}", &rest[at..]),
+                    None => url.to_string(),
+                },
+                None => url.to_string(),
+            };
+            redact_params(&redacted)
+        }
     }
+}
+
+fn is_secret_key(k: &str) -> bool {
+    matches!(k.to_ascii_lowercase().as_str(), "password" | "sslpassword" | "pass" | "pwd" | "passwd" | "secret")
+}
+
+/// `key=value` pieces (separated by `&`, `?`, `;` or whitespace) whose key names a secret get
+/// their value replaced by `***`.
+fn redact_params(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(eq) = rest.find('=') {
+        let key_start = rest[..eq].rfind(|c: char| matches!(c, '&' | '?' | ';' | '/') || c.is_whitespace()).map_or(0, |i| i + 1);
+        let key = &rest[key_start..eq];
+        out.push_str(&rest[..=eq]);
+        let after = &rest[eq + 1..];
+        let end = after.find(|c: char| c == '&' || c == ';' || c.is_whitespace()).unwrap_or(after.len());
+        if is_secret_key(key) && !after[..end].is_empty() && &after[..end] != "***" {
+            out.push_str("***");
+        } else {
+            out.push_str(&after[..end]);
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -268,6 +317,18 @@ mod tests {
         assert_eq!(redact_url("postgres://bob:s3cret@db:5432/x"), "postgres://bob:***@db:5432/x");
         assert_eq!(redact_url("postgres://bob@db/x"), "postgres://bob@db/x");
         assert_eq!(redact_url("./lake"), "./lake");
+        let all = [
+            ("postgres://bob@db/x?password=s3cret&sslmode=disable", "postgres://bob@db/x?password=***&sslmode=disable"),
+            ("postgres://bob:s3cret@db:notaport/x", "postgres://***@db:notaport/x"),
+            ("postgres://bob:s3cret@/x?host=/nonexistent", "postgres://***@/x?host=/nonexistent"),
+            ("host=db user=bob password=s3cret dbname=x", "host=db user=bob password=*** dbname=x"),
+            ("postgres://db/x?PASSWORD=s3cret", "postgres://db/x?PASSWORD=***"),
+        ];
+        for (raw, want) in all {
+            let got = redact_url(raw);
+            assert!(!got.contains("s3cret"), "{raw} -> {got}");
+            assert_eq!(got, want, "{raw}");
+        }
     }
 
     #[test]

@@ -28,7 +28,9 @@ pub struct Cli {
     #[arg(long, env = "MEDALLION_WAREHOUSE", global = true)]
     pub warehouse: Option<String>,
     /// Seconds to wait for the lake lock held by another run before giving up (exit code 5).
-    #[arg(long, env = "MEDALLION_LOCK_TIMEOUT", default_value_t = 60, global = true)]
+    /// The default outlasts the lock's staleness (120 s without heartbeat), so a run retried
+    /// after a crash elsewhere takes the dead run's lock over instead of exiting 5.
+    #[arg(long, env = "MEDALLION_LOCK_TIMEOUT", default_value_t = crate::lock::DEFAULT_WAIT_SECS, global = true)]
     pub lock_timeout: u64,
     /// Only print errors and the final summary.
     #[arg(long, short, global = true)]

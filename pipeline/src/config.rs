@@ -92,6 +92,13 @@ pub fn warehouse_url(flag: Option<&str>, lake: &Location) -> String {
     }
 }
 
+/// Connects to the warehouse to read it (`status`): nothing is created or migrated; None when
+/// an SQLite warehouse file does not exist yet.
+pub async fn connect_warehouse_read_only(flag: Option<&str>, lake: &Location) -> Result<Option<gold::Warehouse>, Failure> {
+    let url = warehouse_url(flag, lake);
+    gold::Warehouse::connect_read_only(&url).await.map_err(Failure::from)
+}
+
 /// Connects to the warehouse without migrating it (read commands must not write).
 pub async fn connect_warehouse(flag: Option<&str>, lake: &Location) -> Result<gold::Warehouse, Failure> {
     let url = warehouse_url(flag, lake);

@@ -149,6 +149,51 @@ pub async fn finish_run(wh: &mut Warehouse, run_id: &str, status: JobStatus, err
     wh.execute_all(&[run, stmt(jobs, a)]).await.map(|_| ())
 }
 
+/// Marks the runs of a dead lock holder (`host`, `pid`) still recorded as running as
+/// `abandoned`, with why; their running jobs too (their queued ones are skipped). Called by
+/// the run that took over that holder's stale lake lock. Returns the abandoned run ids.
+pub async fn abandon_runs(wh: &mut Warehouse, host: &str, pid: u32, why: &str) -> Result<Vec<String>, WarehouseError> {
+    migrate(wh).await?;
+    let mut a = Args::default();
+    let sql = format!(
+        "SELECT run_id FROM {} WHERE status = 'running' AND host = {} AND pid = {}",
+        t(wh, "runs"),
+        a.p(Param::text(host)),
+        a.p(Param::int(pid as i64))
+    );
+    let ids: Vec<String> = wh.query_rows(&sql, &a.0).await?.into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+    let error = format!("abandoned: its process (pid {pid} on {host}) died while it ran; its lake lock was taken over ({why})");
+    let mut statements = Vec::new();
+    for id in &ids {
+        let mut a = Args::default();
+        let run = format!(
+            "UPDATE {} SET status = {}, finished_at = {}, error = {} WHERE run_id = {} AND status = 'running'",
+            t(wh, "runs"),
+            a.p(Param::text(JobStatus::Abandoned.as_str())),
+            a.p(Param::timestamp(&now())),
+            a.p(Param::text(&error)),
+            a.p(Param::text(id)),
+        );
+        statements.push(stmt(run, a));
+        let mut a = Args::default();
+        let jobs = format!(
+            "UPDATE {} SET status = {}, finished_at = {}, error = {} WHERE run_id = {} AND status = 'running'",
+            t(wh, "jobs"),
+            a.p(Param::text(JobStatus::Abandoned.as_str())),
+            a.p(Param::timestamp(&now())),
+            a.p(Param::text(&error)),
+            a.p(Param::text(id)),
+        );
+        statements.push(stmt(jobs, a));
+        let mut a = Args::default();
+        statements.push(stmt(format!("UPDATE {} SET status = 'skipped' WHERE run_id = {} AND status = 'queued'", t(wh, "jobs"), a.p(Param::text(id))), a));
+    }
+    if !statements.is_empty() {
+        wh.execute_all(&statements).await?;
+    }
+    Ok(ids)
+}
+
 /// Mirrors the feed registry of `date`, with silver's reconciliation when there is one, and
 /// the products diff (in one transaction).
 pub async fn sync_feeds(wh: &mut Warehouse, date: RunDate, feeds: &[lake::registry::FeedRecord], silver: Option<&silver::SilverReport>) -> Result<(), WarehouseError> {
@@ -212,25 +257,37 @@ pub async fn last_done_date(wh: &mut Warehouse) -> Result<Option<RunDate>, Wareh
     Ok(last.and_then(|d| d.parse().ok()))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct Status {
     pub runs: Vec<serde_json::Value>,
     pub feeds: Vec<serde_json::Value>,
     pub product_diffs: Vec<serde_json::Value>,
 }
 
+/// The ledger's numeric columns: JSON numbers in `status --json`.
+const NUMERIC: &[&str] = &["pid", "attempts", "rows", "rows_read", "valid", "rejected", "duplicate", "inserted", "updated", "unchanged", "skipped", "bytes"];
+
 fn objects(cols: &[&str], rows: Vec<Vec<Option<String>>>) -> Vec<serde_json::Value> {
+    let value = |c: &str, v: Option<String>| match v {
+        None => serde_json::Value::Null,
+        Some(s) if NUMERIC.contains(&c) => s.parse::<i64>().map(serde_json::Value::from).unwrap_or(serde_json::Value::String(s)),
+        Some(s) => serde_json::Value::String(s),
+    };
     rows.into_iter()
         .map(|r| {
-            let m: serde_json::Map<String, serde_json::Value> =
-                cols.iter().zip(r).map(|(c, v)| (c.to_string(), v.map(serde_json::Value::String).unwrap_or(serde_json::Value::Null))).collect();
+            let m: serde_json::Map<String, serde_json::Value> = cols.iter().zip(r).map(|(c, v)| (c.to_string(), value(c, v))).collect();
             serde_json::Value::Object(m)
         })
         .collect()
 }
 
-pub async fn status(wh: &mut Warehouse, date: Option<RunDate>, limit: usize) -> Result<Status, WarehouseError> {
-    migrate(wh).await?;
+/// The ledger, read only (nothing is created: a warehouse without the ledger's tables has no
+/// runs yet). A run recorded as running whose process does not hold the live lake lock
+/// (`holder`) died without a word: it is shown as `abandoned` (the next run records it so).
+pub async fn status(wh: &mut Warehouse, date: Option<RunDate>, limit: usize, holder: Option<&crate::lock::LockInfo>) -> Result<Status, WarehouseError> {
+    if !wh.table_exists("medallion", "runs").await? {
+        return Ok(Status::default());
+    }
     let d = wh.dialect();
     let mut a = Args::default();
     let filter = date.map(|x| format!(" WHERE run_date = {}", a.p(Param::date(&x.to_string())))).unwrap_or_default();
@@ -243,6 +300,15 @@ pub async fn status(wh: &mut Warehouse, date: Option<RunDate>, limit: usize) -> 
         a.p(Param::int(limit as i64)),
     );
     let mut runs = objects(&run_cols, wh.query_rows(&sql, &a.0).await?);
+    for r in runs.iter_mut() {
+        let (host, pid) = (r["host"].as_str().unwrap_or_default().to_string(), r["pid"].as_i64().unwrap_or_default());
+        if r["status"] == JobStatus::Running.as_str() && !crate::lock::run_alive(holder, &host, pid) {
+            r["status"] = JobStatus::Abandoned.as_str().into();
+            if r["error"].is_null() {
+                r["error"] = format!("abandoned: its process (pid {pid} on {host}) no longer holds the lake lock; the next run records it").into();
+            }
+        }
+    }
     let job_cols = ["stage", "status", "attempts", "rows", "started_at", "finished_at", "error"];
     for r in runs.iter_mut() {
         let id = r["run_id"].as_str().unwrap_or_default().to_string();
@@ -315,16 +381,17 @@ mod tests {
             job(&mut wh, "r'1", "bronze", JobStatus::Completed, 1, Some(5), Some(&serde_json::json!({"a": "it's"})), None).await.unwrap();
             finish_run(&mut wh, "r'1", JobStatus::Failed, Some("silver: it's broken")).await.unwrap();
             assert_eq!(last_done_date(&mut wh).await.unwrap(), None);
-            let st = status(&mut wh, Some(d("2026-11-18")), 10).await.unwrap();
+            let st = status(&mut wh, Some(d("2026-11-18")), 10, None).await.unwrap();
             assert_eq!(st.runs.len(), 1);
             let r = &st.runs[0];
             assert_eq!((r["run_id"].as_str(), r["status"].as_str(), r["error"].as_str()), (Some("r'1"), Some("failed"), Some("silver: it's broken")));
             let jobs = r["jobs"].as_array().unwrap();
             let stages: Vec<(&str, &str)> = jobs.iter().map(|j| (j["stage"].as_str().unwrap(), j["status"].as_str().unwrap())).collect();
             assert_eq!(stages, [("bronze", "completed"), ("silver", "skipped"), ("gold", "skipped")]);
-            assert_eq!(jobs[0]["rows"].as_str(), Some("5"));
+            assert_eq!(jobs[0]["rows"].as_i64(), Some(5), "counts are JSON numbers");
+            assert_eq!(r["pid"].as_i64(), Some(std::process::id() as i64));
             assert!(jobs[0]["started_at"].as_str().is_some() && jobs[0]["finished_at"].as_str().is_some());
-            assert!(status(&mut wh, Some(d("2026-11-19")), 10).await.unwrap().runs.is_empty());
+            assert!(status(&mut wh, Some(d("2026-11-19")), 10, None).await.unwrap().runs.is_empty());
             wh.close().await;
         });
         let _ = std::fs::remove_dir_all(&dir);

@@ -6,6 +6,18 @@
 //! lock is stale when its holder is a dead process on this host, or when its heartbeat is older
 //! than `STALE_AFTER` (a holder on another machine that died); a stale lock is taken over
 //! with a warning that names the old holder. Released on drop of the guard (and on exit).
+//!
+//! Every lock body carries a random `token` of its holder. The heartbeat and the release only
+//! touch the lock while it is still their own: a holder that was paused long enough for its
+//! lock to be taken over can neither overwrite nor delete the new holder's lock. The heartbeat
+//! rewrites the exact version it read (`PutMode::Update`, a conditional `If-Match` PUT on S3);
+//! the local file system has no conditional update, so there (and for the release, which
+//! object_store cannot make conditional) the token is compared just before the write or the
+//! delete. A heartbeat that finds the lock no longer its own stops and says so.
+//!
+//! The default `--lock-timeout` (180 s) is longer than `STALE_AFTER` plus one `HEARTBEAT`, so
+//! a run started after a holder on another machine died waits for the lock to become stale
+//! and takes it over instead of exiting 5.
 
 use std::time::Duration;
 
@@ -17,6 +29,9 @@ use serde::{Deserialize, Serialize};
 
 pub const HEARTBEAT: Duration = Duration::from_secs(20);
 pub const STALE_AFTER: Duration = Duration::from_secs(120);
+/// The default `--lock-timeout` in seconds: a dead holder's lock is stale by then.
+pub const DEFAULT_WAIT_SECS: u64 = 180;
+const _: () = assert!(DEFAULT_WAIT_SECS > STALE_AFTER.as_secs() + HEARTBEAT.as_secs());
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -25,10 +40,24 @@ pub struct LockInfo {
     pub command: String,
     pub started_at: DateTime<Utc>,
     pub heartbeat_at: DateTime<Utc>,
+    /// Random, per acquisition: who owns this lock body (empty in locks of older versions).
+    #[serde(default)]
+    pub token: String,
+}
+
+/// A random token (std's per-process random hash keys, mixed with the time and pid).
+fn new_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u32(std::process::id());
+    let a = h.finish();
+    h.write_u64(a);
+    format!("{a:016x}{:016x}", h.finish())
 }
 
 impl LockInfo {
-    fn describe(&self) -> String {
+    pub fn describe(&self) -> String {
         format!(
             "{} (pid {} on {}, started {}, last heartbeat {})",
             self.command,
@@ -80,6 +109,71 @@ pub struct LakeLock {
     lake: Location,
     heartbeat: tokio::task::JoinHandle<()>,
     released: bool,
+    token: String,
+    /// The dead holder whose stale lock this one took over (its runs are abandoned).
+    pub took_over: Option<(LockInfo, String)>,
+}
+
+/// The live holder of the lake lock, if any (a stale lock counts as none).
+pub async fn current_holder(lake: &Location) -> Result<Option<LockInfo>, LockError> {
+    Ok(read(lake).await?.map(|(info, _)| info).filter(|i| i.stale().is_none()))
+}
+
+/// Whether a run recorded by (`host`, `pid`) may still be running: it holds the live lake lock.
+pub fn run_alive(holder: Option<&LockInfo>, host: &str, pid: i64) -> bool {
+    if host == hostname() && !process_alive(pid as u32) {
+        return false;
+    }
+    holder.is_some_and(|h| h.host == host && h.pid as i64 == pid)
+}
+
+/// What one heartbeat did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Beat {
+    Renewed,
+    /// The lock is gone or belongs to someone else now: the heartbeat stops.
+    Lost(String),
+}
+
+/// One heartbeat: rewrites the lock's `heartbeat_at` only while the stored lock is still the
+/// one with `info.token`, replacing exactly the version read.
+pub async fn heartbeat_once(lake: &Location, info: &mut LockInfo) -> Result<Beat, LockError> {
+    let path = lock_path();
+    let Some((current, version)) = read(lake).await? else {
+        return Ok(Beat::Lost("the lock no longer exists".into()));
+    };
+    if current.token != info.token {
+        return Ok(Beat::Lost(format!("the lock is now held by {}", current.describe())));
+    }
+    info.heartbeat_at = Utc::now();
+    let opts = PutOptions { mode: PutMode::Update(version), ..Default::default() };
+    match lake.store.put_opts(&path, body(info), opts).await {
+        Ok(_) => Ok(Beat::Renewed),
+        Err(object_store::Error::Precondition { .. }) | Err(object_store::Error::NotFound { .. }) => {
+            Ok(Beat::Lost("the lock changed while renewing it".into()))
+        }
+        Err(object_store::Error::NotImplemented { .. }) => {
+            // Local file system: no conditional update; the token was checked just above.
+            lake.store.put(&path, body(info)).await.map(|_| Beat::Renewed).map_err(|e| LockError::Store(format!("{}: {}", lake.describe(&path), lake.classify(e))))
+        }
+        Err(e) => Err(LockError::Store(format!("{}: {}", lake.describe(&path), lake.classify(e)))),
+    }
+}
+
+/// Deletes the lock only if the stored lock is still the one with `token`; true if deleted.
+pub async fn release_if_ours(lake: &Location, token: &str) -> Result<bool, LockError> {
+    let path = lock_path();
+    match read(lake).await? {
+        Some((current, _)) if current.token == token => match lake.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(LockError::Store(format!("{}: {}", lake.describe(&path), lake.classify(e)))),
+        },
+        Some((current, _)) => {
+            tracing::warn!("the lake lock is no longer ours (now held by {}): left in place", current.describe());
+            Ok(false)
+        }
+        None => Ok(false),
+    }
 }
 
 fn body(info: &LockInfo) -> PutPayload {
@@ -99,6 +193,7 @@ async fn read(lake: &Location) -> Result<Option<(LockInfo, UpdateVersion)>, Lock
                 command: "unreadable lock".into(),
                 started_at: DateTime::<Utc>::UNIX_EPOCH,
                 heartbeat_at: DateTime::<Utc>::UNIX_EPOCH,
+                token: String::new(),
             });
             Ok(Some((info, version)))
         }
@@ -113,23 +208,25 @@ impl LakeLock {
         let path = lock_path();
         let deadline = tokio::time::Instant::now() + wait;
         let mut announced = false;
+        let mut took_over = None;
         loop {
             let now = Utc::now();
-            let info = LockInfo { host: hostname(), pid: std::process::id(), command: command.into(), started_at: now, heartbeat_at: now };
+            let info = LockInfo { host: hostname(), pid: std::process::id(), command: command.into(), started_at: now, heartbeat_at: now, token: new_token() };
             let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
             match lake.store.put_opts(&path, body(&info), opts).await {
-                Ok(_) => return Ok(Self::held(lake, info)),
+                Ok(_) => return Ok(Self::held(lake, info, took_over)),
                 Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {}
                 Err(e) => return Err(LockError::Store(format!("{}: {}", lake.describe(&path), lake.classify(e)))),
             }
             let Some((holder, version)) = read(lake).await? else { continue };
             if let Some(why) = holder.stale() {
                 tracing::warn!("taking over a stale lake lock held by {} ({why})", holder.describe());
+                took_over = Some((holder.clone(), why.clone()));
                 // Replace exactly the stale lock we read: if someone else took it over first,
                 // the conditional put fails and we look again.
                 let opts = PutOptions { mode: PutMode::Update(version), ..Default::default() };
                 match lake.store.put_opts(&path, body(&info), opts).await {
-                    Ok(_) => return Ok(Self::held(lake, info)),
+                    Ok(_) => return Ok(Self::held(lake, info, took_over)),
                     Err(object_store::Error::Precondition { .. }) | Err(object_store::Error::NotFound { .. }) => continue,
                     Err(object_store::Error::NotImplemented { .. }) => {
                         // The local file system has no conditional update: move the stale lock
@@ -163,26 +260,31 @@ impl LakeLock {
         }
     }
 
-    fn held(lake: &Location, info: LockInfo) -> LakeLock {
-        let store = lake.store.clone();
+    fn held(lake: &Location, info: LockInfo, took_over: Option<(LockInfo, String)>) -> LakeLock {
+        let token = info.token.clone();
+        let owned = lake.clone();
         let heartbeat = tokio::spawn(async move {
             let mut info = info;
             loop {
                 tokio::time::sleep(HEARTBEAT).await;
-                info.heartbeat_at = Utc::now();
-                if let Err(e) = store.put(&lock_path(), body(&info)).await {
-                    tracing::warn!("lake lock heartbeat failed: {e}");
+                match heartbeat_once(&owned, &mut info).await {
+                    Ok(Beat::Renewed) => {}
+                    Ok(Beat::Lost(why)) => {
+                        tracing::error!("lost the lake lock ({why}): another run took it over; heartbeat stopped");
+                        return;
+                    }
+                    Err(LockError::Store(e)) | Err(LockError::Held(e)) => tracing::warn!("lake lock heartbeat failed: {e}"),
                 }
             }
         });
-        LakeLock { lake: lake.clone(), heartbeat, released: false }
+        LakeLock { lake: lake.clone(), heartbeat, released: false, token, took_over }
     }
 
     pub async fn release(mut self) {
         self.heartbeat.abort();
         self.released = true;
-        if let Err(e) = self.lake.store.delete(&lock_path()).await {
-            tracing::warn!("could not release the lake lock {}: {e}", self.lake.describe(&lock_path()));
+        if let Err(LockError::Store(e)) | Err(LockError::Held(e)) = release_if_ours(&self.lake, &self.token).await {
+            tracing::warn!("could not release the lake lock: {e}");
         }
     }
 }
@@ -193,8 +295,56 @@ impl Drop for LakeLock {
             self.heartbeat.abort();
             // Best effort on an error path: the next run also detects the lock as stale.
             if let Some(root) = &self.lake.local_root {
-                let _ = std::fs::remove_file(root.join("_medallion").join("lock.json"));
+                let file = root.join("_medallion").join("lock.json");
+                let ours = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice::<LockInfo>(&b).ok()).is_some_and(|i| i.token == self.token);
+                if ours {
+                    let _ = std::fs::remove_file(file);
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A holder paused past staleness whose lock was taken over can neither renew nor delete
+    /// the new holder's lock.
+    #[test]
+    fn old_holder_cannot_touch_a_taken_over_lock() {
+        let dir = tempfile_dir("lock-takeover");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let lake = Location::open("lake", dir.to_str().unwrap(), true).unwrap();
+            let old = LakeLock::acquire(&lake, "old", Duration::from_secs(1)).await.unwrap();
+            let mut old_info = read(&lake).await.unwrap().unwrap().0;
+            assert_eq!(heartbeat_once(&lake, &mut old_info).await.unwrap(), Beat::Renewed);
+            // The old holder is paused; its lock goes stale and a new run takes it over.
+            let mut stale = old_info.clone();
+            stale.heartbeat_at = Utc::now() - chrono::Duration::seconds(STALE_AFTER.as_secs() as i64 + 5);
+            stale.host = "elsewhere".into();
+            lake.store.put(&lock_path(), body(&stale)).await.unwrap();
+            let new = LakeLock::acquire(&lake, "new", Duration::from_secs(1)).await.unwrap();
+            let (taken, why) = new.took_over.clone().expect("took over the stale lock");
+            assert_eq!((taken.host.as_str(), taken.pid), ("elsewhere", std::process::id()));
+            assert!(why.contains("no heartbeat"), "{why}");
+            let new_info = read(&lake).await.unwrap().unwrap().0;
+            assert_eq!(new_info.command, "new");
+            // The old holder wakes up: its heartbeat and release leave the new lock alone.
+            assert!(matches!(heartbeat_once(&lake, &mut old_info).await.unwrap(), Beat::Lost(_)));
+            old.release().await;
+            let still = read(&lake).await.unwrap().expect("the new holder's lock survives").0;
+            assert_eq!((still.command.as_str(), still.token.as_str(), still.heartbeat_at), ("new", new_info.token.as_str(), new_info.heartbeat_at));
+            new.release().await;
+            assert!(read(&lake).await.unwrap().is_none(), "the holder's own release deletes it");
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("{name}-{}-{}", std::process::id(), new_token()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 }

@@ -177,11 +177,24 @@ fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         eprintln!("medallion: internal error (this is a bug, please report it): {info}");
     }));
+    // --json asks for one JSON object on stdout, usage errors included.
+    let json_asked = std::env::args_os().skip(1).take_while(|a| a != "--").any(|a| a == "--json");
     if let Err(message) = config::load_file() {
-        eprintln!("medallion: error: {message}");
-        return ExitCode::from(exit::USAGE);
+        return fail(json_asked, &Failure::usage(message));
     }
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind as K;
+            // --help and --version (and a bare `medallion`) print as clap always did.
+            if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand) || !json_asked {
+                e.exit();
+            }
+            let message = e.render().to_string();
+            let message = message.trim().strip_prefix("error: ").unwrap_or(message.trim()).to_string();
+            return fail(true, &Failure::usage(message));
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDALLION_LOG").unwrap_or_else(|_| {
         // Our own progress at info; libraries (delta-rs, DataFusion, object_store) only warn.
         tracing_subscriber::EnvFilter::new(if cli.quiet {
@@ -207,14 +220,17 @@ fn main() -> ExitCode {
     let json = cli.json;
     match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
-        Err(f) => {
-            eprintln!("medallion: error: {}", f.message);
-            if json {
-                // Tools reading --json get one object on failure too.
-                let out = serde_json::json!({ "error": f.message, "exit_code": f.code, "exit_class": exit::class(f.code), "transient": f.transient });
-                println!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
-            }
-            ExitCode::from(f.code)
-        }
+        Err(f) => fail(json, &f),
     }
+}
+
+/// Reports a failure on stderr (and, with --json, as one JSON object on stdout).
+fn fail(json: bool, f: &Failure) -> ExitCode {
+    eprintln!("medallion: error: {}", f.message);
+    if json {
+        // Tools reading --json get one object on failure too.
+        let out = serde_json::json!({ "error": f.message, "exit_code": f.code, "exit_class": exit::class(f.code), "transient": f.transient });
+        println!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
+    }
+    ExitCode::from(f.code)
 }

@@ -152,6 +152,7 @@ pub async fn run_locked(ctx: &RunContext, date: RunDate, kind: &str, stages: &[S
     let guard = take_lock(ctx, command).await?;
     let result = async {
         let mut wh = connect(ctx).await?;
+        abandon_dead_holder(&mut wh, &guard).await;
         let r = run_date(ctx, &mut wh, date, kind, stages).await;
         wh.close().await;
         r
@@ -159,6 +160,20 @@ pub async fn run_locked(ctx: &RunContext, date: RunDate, kind: &str, stages: &[S
     .await;
     guard.release().await;
     result
+}
+
+/// When `guard` took over a stale lock, the dead holder's runs still recorded as running are
+/// marked abandoned (best effort: the ledger is a record, the run goes on either way).
+pub async fn abandon_dead_holder(wh: &mut gold::Warehouse, guard: &lock::LakeLock) {
+    let Some((holder, why)) = &guard.took_over else { return };
+    match ledger::abandon_runs(wh, &holder.host, holder.pid, why).await {
+        Ok(ids) => {
+            for id in ids {
+                tracing::warn!("run {id} of {} was abandoned ({why}): marked abandoned in the ledger", holder.describe());
+            }
+        }
+        Err(e) => tracing::warn!("could not mark the runs of the dead lock holder {} abandoned: {e}", holder.describe()),
+    }
 }
 
 /// Runs `stages` for `date` (the lock must be held), recording the run and each attempt of

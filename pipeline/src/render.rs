@@ -45,7 +45,11 @@ pub fn print_bronze(date: schemas::RunDate, report: &bronze::LandReport, lake: &
 }
 
 pub fn print_status(st: &ledger::Status) {
-    let s = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_string();
+    let s = |v: &serde_json::Value, k: &str| match &v[k] {
+        serde_json::Value::String(x) => x.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
     println!("{:<40} {:<10} {:<9} {:<10} {:<24} {}", "run", "date", "kind", "status", "started", "stages");
     for r in &st.runs {
         let jobs: Vec<String> = r["jobs"]
@@ -54,7 +58,7 @@ pub fn print_status(st: &ledger::Status) {
             .unwrap_or_default();
         println!("{:<40} {:<10} {:<9} {:<10} {:<24} {}", s(r, "run_id"), s(r, "run_date"), s(r, "kind"), s(r, "status"), s(r, "started_at"), jobs.join(", "));
         if let Some(e) = r["error"].as_str() {
-            println!("    failed: {e}");
+            println!("    {}: {e}", s(r, "status"));
         }
     }
     if !st.feeds.is_empty() {

@@ -1,6 +1,7 @@
 //! `medallion schedule`: runs the previous day at every cron time (UTC), catching up the
-//! dates missed since the last completed run in the ledger. A date that fails stops the
-//! catch-up (later dates build on it); SIGTERM finishes the current stage and exits.
+//! dates missed since the last completed run in the ledger. A date that is not done — it
+//! failed, or its lake lock could not be had — stops the catch-up (later dates build on it)
+//! and is tried again first at the next tick; SIGTERM finishes the current stage and exits.
 
 use std::sync::atomic::Ordering;
 
@@ -10,36 +11,46 @@ use crate::orchestrate::{self, RunContext};
 use crate::stage::Stage;
 use crate::{exit, ledger, lock, Failure};
 
-pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: bool) -> Result<u8, Failure> {
+/// Returns the exit code and, per date tried, its outcome (for `--json`).
+pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: bool) -> Result<(u8, Vec<serde_json::Value>), Failure> {
     let mut wh = orchestrate::connect(&ctx).await?;
+    let mut done: Vec<serde_json::Value> = Vec::new();
     loop {
-        let yesterday = RunDate::new(chrono::Utc::now().date_naive() - chrono::Days::new(1));
-        let earliest = RunDate::new(yesterday.date() - chrono::Days::new(catch_up_days.saturating_sub(1) as u64));
-        let first = match ledger::last_done_date(&mut wh).await? {
-            Some(d) => d.succ().unwrap_or(yesterday).max(earliest),
-            None => earliest,
-        };
-        let mut day = first;
-        while day <= yesterday && !ctx.stop.load(Ordering::SeqCst) {
-            let date = day;
+        let today = RunDate::new(chrono::Utc::now().date_naive());
+        let last_done = ledger::last_done_date(&mut wh).await?;
+        for date in plan(last_done, today, catch_up_days) {
+            if ctx.stop.load(Ordering::SeqCst) {
+                break;
+            }
             let guard = lock_for_schedule(&ctx, date).await;
-            if let Some(guard) = guard {
+            let outcome = if let Some(guard) = guard {
+                orchestrate::abandon_dead_holder(&mut wh, &guard).await;
                 let result = orchestrate::run_date(&ctx, &mut wh, date, "schedule", &Stage::ALL).await;
                 guard.release().await;
                 match result {
-                    Ok(o) => eprintln!("schedule: {date} {}", o.summary.status),
+                    Ok(o) => {
+                        eprintln!("schedule: {date} {}", o.summary.status);
+                        done.push(serde_json::json!({ "date": date, "status": o.summary.status, "run_id": o.summary.run_id }));
+                        if matches!(o.summary.status, schemas::JobStatus::Completed | schemas::JobStatus::Skipped) { DateOutcome::Done } else { DateOutcome::Failed }
+                    }
                     Err(f) => {
                         eprintln!("schedule: {date} failed: {}", f.message);
-                        break; // later dates wait: they build on this one
+                        done.push(serde_json::json!({ "date": date, "status": "failed", "error": f.message }));
+                        DateOutcome::Failed
                     }
                 }
+            } else {
+                done.push(serde_json::json!({ "date": date, "status": "locked" }));
+                DateOutcome::Locked
+            };
+            if outcome.stops_catch_up() {
+                // Later dates wait: they build on this one, which the next tick tries first.
+                break;
             }
-            let Some(next) = day.succ() else { break };
-            day = next;
         }
         if once || ctx.stop.load(Ordering::SeqCst) {
             wh.close().await;
-            return Ok(exit::OK);
+            return Ok((exit::OK, done));
         }
         let now = chrono::Utc::now();
         let next = cron.next_after(now).ok_or_else(|| Failure::usage("the cron expression never matches"))?;
@@ -47,11 +58,47 @@ pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: boo
         while chrono::Utc::now() < next {
             if ctx.stop.load(Ordering::SeqCst) {
                 wh.close().await;
-                return Ok(exit::OK);
+                return Ok((exit::OK, done));
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
     }
+}
+
+/// What became of one scheduled date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateOutcome {
+    /// Completed, or nothing to do: the ledger records it as done.
+    Done,
+    Failed,
+    /// Its lake lock could not be had within --lock-timeout.
+    Locked,
+}
+
+impl DateOutcome {
+    /// A date not done stops the catch-up: later dates build on it.
+    pub fn stops_catch_up(self) -> bool {
+        self != DateOutcome::Done
+    }
+}
+
+/// The dates a tick runs, in order: from the day after the last done date (never before the
+/// catch-up window of `catch_up_days` ending yesterday) to yesterday. A date that failed or was
+/// locked is not done, so it stays the first date of the next tick's plan.
+pub fn plan(last_done: Option<RunDate>, today: RunDate, catch_up_days: u32) -> Vec<RunDate> {
+    let Some(yesterday) = today.date().pred_opt().map(RunDate::new) else { return Vec::new() };
+    let earliest = RunDate::new(yesterday.date() - chrono::Days::new(catch_up_days.saturating_sub(1) as u64));
+    let first = match last_done {
+        Some(d) => match d.succ() {
+            Some(next) => next.max(earliest),
+            None => return Vec::new(),
+        },
+        None => earliest,
+    };
+    if first > yesterday {
+        return Vec::new();
+    }
+    first.iter_to(yesterday).collect()
 }
 
 /// The lake lock for one scheduled date, or None (said on stderr) when it cannot be had now.
@@ -146,6 +193,51 @@ impl Cron {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn d(s: &str) -> RunDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn plan_covers_the_window_after_the_last_done_date() {
+        let today = d("2026-11-20");
+        assert_eq!(plan(None, today, 3), [d("2026-11-17"), d("2026-11-18"), d("2026-11-19")]);
+        assert_eq!(plan(Some(d("2026-11-17")), today, 3), [d("2026-11-18"), d("2026-11-19")]);
+        assert_eq!(plan(Some(d("2026-11-01")), today, 2), [d("2026-11-18"), d("2026-11-19")], "never before the window");
+        assert!(plan(Some(d("2026-11-19")), today, 3).is_empty());
+        assert!(plan(Some(d("2026-11-25")), today, 3).is_empty());
+        assert!(plan(None, today, 0).len() <= 1);
+    }
+
+    /// Ticks of the scheduler against a simulated ledger: a date whose lock could not be had
+    /// (or that failed) stops the tick and is the first date of the next one; it is never
+    /// passed over.
+    #[test]
+    fn a_locked_or_failed_date_is_retried_at_the_next_tick() {
+        let today = d("2026-11-20");
+        let mut done: Vec<RunDate> = Vec::new();
+        let tick = |outcome: &dyn Fn(RunDate) -> DateOutcome, done: &mut Vec<RunDate>| {
+            let mut tried = Vec::new();
+            for date in plan(done.iter().max().copied(), today, 4) {
+                tried.push(date);
+                let o = outcome(date);
+                if o == DateOutcome::Done {
+                    done.push(date);
+                }
+                if o.stops_catch_up() {
+                    break;
+                }
+            }
+            tried
+        };
+        let first = tick(&|x| if x == d("2026-11-17") { DateOutcome::Locked } else { DateOutcome::Done }, &mut done);
+        assert_eq!(first, [d("2026-11-16"), d("2026-11-17")], "stops at the locked date");
+        let second = tick(&|x| if x == d("2026-11-18") { DateOutcome::Failed } else { DateOutcome::Done }, &mut done);
+        assert_eq!(second, [d("2026-11-17"), d("2026-11-18")], "the locked date first, then stops at the failed one");
+        let third = tick(&|_| DateOutcome::Done, &mut done);
+        assert_eq!(third, [d("2026-11-18"), d("2026-11-19")]);
+        assert_eq!(done, [d("2026-11-16"), d("2026-11-17"), d("2026-11-18"), d("2026-11-19")]);
+    }
 
     #[test]
     fn cron_next() {

@@ -54,6 +54,9 @@ pub enum JobStatus {
     Failed,
     /// Nothing to do (e.g. no feeds for the date).
     Skipped,
+    /// The run's process died (e.g. `kill -9`) while it ran: the run that took over its stale
+    /// lake lock marked it so, with the dead holder in its error.
+    Abandoned,
 }
 
 impl JobStatus {
@@ -63,11 +66,12 @@ impl JobStatus {
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
             JobStatus::Skipped => "skipped",
+            JobStatus::Abandoned => "abandoned",
         }
     }
 
     pub fn parse(s: &str) -> Option<JobStatus> {
-        [JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Skipped].into_iter().find(|j| j.as_str() == s)
+        [JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Skipped, JobStatus::Abandoned].into_iter().find(|j| j.as_str() == s)
     }
 }
 

@@ -122,9 +122,9 @@ fn idempotent(env: Env) {
     assert_eq!(other_day["landed"], 1, "{other_day:#}");
     // the registry lists them all, per date
     let feeds = medallion(&env, &["feeds", "--json", "--date", D]).ok().json();
-    assert_eq!(feeds.as_array().unwrap().len(), 3, "{feeds:#}");
+    assert_eq!(feeds["feeds"].as_array().unwrap().len(), 3, "{feeds:#}");
     let all = medallion(&env, &["feeds", "--json"]).ok().json();
-    assert_eq!(all.as_array().unwrap().len(), 4);
+    assert_eq!(all["feeds"].as_array().unwrap().len(), 4);
 }
 
 fn malformed_and_drift(env: Env) {

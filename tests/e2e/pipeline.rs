@@ -57,7 +57,7 @@ fn run_and_status(env: Env) {
     let feeds = st["feeds"].as_array().unwrap();
     assert!(feeds.len() >= 10, "{st:#}");
     for f in feeds.iter().filter(|f| f["status"] == "landed") {
-        let n = |k: &str| f[k].as_str().unwrap().parse::<u64>().unwrap();
+        let n = |k: &str| f[k].as_u64().unwrap_or_else(|| panic!("{k} is a JSON number: {f}"));
         assert_eq!(n("rows_read"), n("valid") + n("rejected") + n("duplicate"), "{f}");
         assert!(f["feed_id"].as_str().unwrap().starts_with("FD"));
     }
@@ -161,11 +161,11 @@ fn concurrent_runs_never_write_at_once() {
     let waited = String::from_utf8_lossy(&a.stderr).contains("waiting for the lake lock") || String::from_utf8_lossy(&b.stderr).contains("waiting for the lake lock");
     assert!(waited, "one run waited for the other");
     let feeds = medallion(&env, &["feeds", "--json"]).ok().json();
-    let landed = feeds.as_array().unwrap().len();
+    let landed = feeds["feeds"].as_array().unwrap().len();
     let single = local();
     gen(&single, "2", "1", "2026-11-18");
     medallion(&single, &["run", "--date", "2026-11-18", "-q"]).ok();
-    assert_eq!(landed, medallion(&single, &["feeds", "--json"]).ok().json().as_array().unwrap().len());
+    assert_eq!(landed, medallion(&single, &["feeds", "--json"]).ok().json()["feeds"].as_array().unwrap().len());
     assert_eq!(silver_dump(&env), silver_dump(&single));
 }
 

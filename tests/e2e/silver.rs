@@ -346,7 +346,7 @@ fn maintain_compacts_and_checkpoints() {
         land_and_silver(&env, d);
     }
     let r = medallion(&env, &["maintain", "--json"]).ok().json();
-    let customers = r.as_array().unwrap().iter().find(|t| t["table"] == "customers").unwrap().clone();
+    let customers = r["tables"].as_array().unwrap().iter().find(|t| t["table"] == "customers").unwrap().clone();
     assert!(customers["files_compacted"].as_u64().unwrap() >= 2, "{r:#}");
     let log = std::path::Path::new(&env.lake).join("silver/customers/_delta_log");
     assert!(std::fs::read_dir(&log).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".checkpoint.parquet")));
@@ -367,7 +367,7 @@ fn a_run_that_does_not_reconcile_fails_and_writes_nothing() {
     medallion(&env, &["bronze", "--date", D2, "-q"]).ok();
     // Tamper with the registry: bronze now claims one more row than the file has.
     let feeds = medallion(&env, &["feeds", "--json", "--date", D2]).ok().json();
-    let id = feeds.as_array().unwrap().iter().find(|f| f["dataset"] == "customers").unwrap()["feed_id"].as_str().unwrap().to_string();
+    let id = feeds["feeds"].as_array().unwrap().iter().find(|f| f["dataset"] == "customers").unwrap()["feed_id"].as_str().unwrap().to_string();
     let path = std::path::Path::new(&env.lake).join(format!("bronze/_registry/feeds/{id}.json"));
     let mut rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     rec["rows"] = 3.into();

@@ -249,6 +249,35 @@ impl Warehouse {
         Ok(Warehouse { conn, display, copy_format: CopyFormat::Binary, migrated: BTreeSet::new() })
     }
 
+    /// Opens `url` for reading only: an SQLite file is opened read-only and never created
+    /// (None when it does not exist); PostgreSQL connects as usual (the caller only reads).
+    pub async fn connect_read_only(url: &str) -> Result<Option<Warehouse>, WarehouseError> {
+        let display = ::lake::redact_url(url);
+        let conn = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Conn::Postgres(postgres::connect(url, &display).await?)
+        } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            match sqlite::connect_read_only(path, &display).await? {
+                Some(c) => Conn::Sqlite(c),
+                None => return Ok(None),
+            }
+        } else {
+            return Err(WarehouseError::Config { url: display, message: "use postgres://user@host:port/db or sqlite://path/to/file.db".into() });
+        };
+        Ok(Some(Warehouse { conn, display, copy_format: CopyFormat::Binary, migrated: BTreeSet::new() }))
+    }
+
+    /// Whether `schema.name` exists (read-only catalog lookup).
+    pub async fn table_exists(&mut self, schema: &str, name: &str) -> Result<bool, WarehouseError> {
+        let rows = match self.dialect() {
+            Dialect::Postgres => self.query_rows("SELECT CAST(to_regclass($1) AS TEXT)", &[Param::text(&format!("{schema}.{name}"))]).await?,
+            Dialect::Sqlite => {
+                let t = self.dialect().table(schema, name);
+                self.query_rows("SELECT name FROM sqlite_master WHERE type = 'table' AND name = $1", &[Param::text(&t)]).await?
+            }
+        };
+        Ok(rows.first().and_then(|r| r.first().cloned().flatten()).is_some())
+    }
+
     pub fn dialect(&self) -> Dialect {
         match self.conn {
             Conn::Postgres(_) => Dialect::Postgres,

@@ -104,7 +104,8 @@ pub(super) async fn load(tx: &mut sqlx::Transaction<'_, Postgres>, name: &str, o
 }
 
 /// See [`super::Warehouse::grant_readonly`]. Role statements take no parameters: the server
-/// quotes the role (`%I`) and the password (`%L`) with `format()` from bound values.
+/// quotes the role (`%I`) and the password (`%L`) with `format()` inside a DO block, the
+/// password read from a transaction-local setting bound as a parameter.
 pub(super) async fn grant_readonly(c: &mut PgConnection, display: &str, role: &str, password: Option<&str>) -> Result<(), WarehouseError> {
     if role.is_empty() || !role.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_') || role.starts_with(|ch: char| ch.is_ascii_digit()) {
         return Err(WarehouseError::Config { url: display.into(), message: format!("role name {role:?}: use lower-case letters, digits and _") });
@@ -113,12 +114,23 @@ pub(super) async fn grant_readonly(c: &mut PgConnection, display: &str, role: &s
     let mut tx = c.begin().await.map_err(e)?;
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)").bind(role).fetch_one(&mut *tx).await.map_err(e)?;
     let verb = if exists { "ALTER" } else { "CREATE" };
-    let template = match password {
-        Some(_) => format!("{verb} ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L"),
-        None => format!("{verb} ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"),
+    // The password never appears in any statement text (sqlx logs statement texts at debug
+    // level, and so may the server): it is a bound parameter of set_config (local to this
+    // transaction), which the DO block reads back. The role name is validated above.
+    let role_sql = match password {
+        Some(p) => {
+            sqlx::query("SELECT set_config('medallion.role_password', $1, true)").bind(p).execute(&mut *tx).await.map_err(e)?;
+            format!(
+                "DO $medallion$ BEGIN EXECUTE format('{verb} ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L', '{role}', \
+                 current_setting('medallion.role_password')); END $medallion$"
+            )
+        }
+        None => format!("{verb} ROLE {role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"),
     };
-    let stmt: String = sqlx::query_scalar("SELECT format($1, $2, $3)").bind(template).bind(role).bind(password).fetch_one(&mut *tx).await.map_err(e)?;
-    sqlx::query(&stmt).execute(&mut *tx).await.map_err(e)?;
+    sqlx::query(&role_sql).execute(&mut *tx).await.map_err(e)?;
+    if password.is_some() {
+        sqlx::query("SELECT set_config('medallion.role_password', '', true)").execute(&mut *tx).await.map_err(e)?;
+    }
     let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut *tx).await.map_err(e)?;
     for s in [
         format!("GRANT CONNECT ON DATABASE \"{db}\" TO {role}"),

@@ -29,6 +29,16 @@ pub(super) async fn connect(path: &str, display: &str) -> Result<SqliteConnectio
     SqliteConnection::connect_with(&opts).await.map_err(|e| config(e.to_string()))
 }
 
+/// Opens an existing file read-only (no journal mode change, nothing created); None when the
+/// file does not exist.
+pub(super) async fn connect_read_only(path: &str, display: &str) -> Result<Option<SqliteConnection>, WarehouseError> {
+    if path.is_empty() || !std::path::Path::new(path).exists() {
+        return Ok(None);
+    }
+    let opts = SqliteConnectOptions::new().filename(path).read_only(true).busy_timeout(Duration::from_secs(60));
+    SqliteConnection::connect_with(&opts).await.map(Some).map_err(|e| WarehouseError::Config { url: display.into(), message: e.to_string() })
+}
+
 type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
 
 /// Binds `$n` placeholders (sqlx numbers SQLite's `$n` like PostgreSQL's).

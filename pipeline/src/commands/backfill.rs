@@ -14,6 +14,7 @@ pub async fn run(g: &Globals, a: BackfillArgs) -> Result<u8, Failure> {
     let guard = orchestrate::take_lock(&ctx, &format!("medallion backfill --from {} --to {}", a.from, a.to)).await?;
     let result = async {
         let mut wh = orchestrate::connect(&ctx).await?;
+        orchestrate::abandon_dead_holder(&mut wh, &guard).await;
         let (restored, later) = silver::restore_before(&ctx.lake, a.from).await.map_err(Failure::from)?;
         for r in &restored {
             tracing::info!("restored silver {r} (its state before {})", a.from);

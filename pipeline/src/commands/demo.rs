@@ -20,12 +20,13 @@ pub async fn run(g: &Globals, a: DemoArgs) -> Result<u8, Failure> {
     let g = Generator::new(GenerateOptions { partners, days, start, rows, products: None, seed: 42, defect_rate: 0.02 });
     let summary = g.write(&landing, &|_: &str, _: u64| {}).await.map_err(Failure::failed)?;
     eprintln!("generated {} files ({} rows) for {} partners and {} days in {}", summary.files, summary.rows, partners, days, landing_dir.display());
-    let ctx = orchestrate::context(&lake_dir.display().to_string(), Some((&landing_dir.display().to_string(), true)), None, 2, 60, json).await?;
+    let ctx = orchestrate::context(&lake_dir.display().to_string(), Some((&landing_dir.display().to_string(), true)), None, 2, crate::lock::DEFAULT_WAIT_SECS, json).await?;
     let mut wh = orchestrate::connect(&ctx).await?;
     let mut results = Vec::new();
     for date in &summary.dates {
         let date: schemas::RunDate = date.parse().map_err(Failure::failed)?;
         let guard = orchestrate::take_lock(&ctx, &format!("medallion demo ({date})")).await?;
+        orchestrate::abandon_dead_holder(&mut wh, &guard).await;
         let r = orchestrate::run_date(&ctx, &mut wh, date, "run", &Stage::ALL).await;
         guard.release().await;
         results.push(r?.summary);

@@ -15,7 +15,8 @@ pub async fn run(g: &Globals, a: FeedsArgs) -> Result<u8, Failure> {
         None => registry.all_feeds().await?,
     };
     if g.json {
-        render::print_json(&feeds);
+        // One JSON object (never a bare array), like every command's --json.
+        render::print_json(&serde_json::json!({ "feeds": feeds }));
         return Ok(exit::OK);
     }
     println!("{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9}  {}", "feed", "date", "partner", "dataset", "status", "rows", "bytes", "file / reason");

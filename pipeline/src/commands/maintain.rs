@@ -12,7 +12,7 @@ pub async fn run(g: &Globals, a: MaintainArgs) -> Result<u8, Failure> {
     guard.release().await;
     let done = done?;
     if g.json {
-        render::print_json(&done);
+        render::print_json(&serde_json::json!({ "lake": lake.display, "tables": done }));
     } else {
         for t in &done {
             let r = &t.report;

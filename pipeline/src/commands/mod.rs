@@ -45,7 +45,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Maintain(a) => maintain::run(&g, a).await,
         Command::Sql(a) => sql::run(&g, a).await,
         Command::Ingest(a) => ingest::run(&g, a).await,
-        Command::Contract => contract::run(),
+        Command::Contract => contract::run(&g),
         Command::Feeds(a) => feeds::run(&g, a).await,
     }
 }

@@ -10,7 +10,9 @@ pub async fn run(g: &Globals, action: WarehouseAction) -> Result<u8, Failure> {
     match action {
         WarehouseAction::Migrate => {
             let applied = crate::orchestrate::migrate_all(&mut wh).await.map_err(Failure::from)?;
-            if applied.is_empty() {
+            if g.json {
+                crate::render::print_json(&serde_json::json!({ "warehouse": wh.display, "applied": applied }));
+            } else if applied.is_empty() {
                 println!("warehouse {} is up to date", wh.display);
             } else {
                 for a in &applied {
@@ -25,7 +27,11 @@ pub async fn run(g: &Globals, action: WarehouseAction) -> Result<u8, Failure> {
             };
             crate::orchestrate::migrate_all(&mut wh).await.map_err(Failure::from)?;
             wh.grant_readonly(&role, password.as_deref()).await.map_err(Failure::from)?;
-            println!("role {role} can log in and read schema gold (SELECT only) in {}", wh.display);
+            if g.json {
+                crate::render::print_json(&serde_json::json!({ "warehouse": wh.display, "role": role, "password_set": password.is_some(), "granted": "SELECT on schema gold" }));
+            } else {
+                println!("role {role} can log in and read schema gold (SELECT only) in {}", wh.display);
+            }
         }
     }
     wh.close().await;
