@@ -192,9 +192,11 @@ fn evil_partner_is_refused_before_any_write() {
 
 #[test]
 fn evil_partner_is_refused_on_s3_before_any_write() {
-    let Some(env) = s3("evil") else { return };
+    let Some(env) = s3("refused") else { return };
+    // A name no other test uses: the whole shared bucket is searched for it.
+    let marker = format!("evil{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
     let f = file(&env, "o.csv", b"order_id\n1\n");
-    let r = medallion(&env, &["ingest", "--partner", "../evil", "--dataset", "orders", "--date", D, f.to_str().unwrap()]);
+    let r = medallion(&env, &["ingest", "--partner", &format!("../{marker}"), "--dataset", "orders", "--date", D, f.to_str().unwrap()]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     let bucket = s3_bucket().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -203,7 +205,7 @@ fn evil_partner_is_refused_on_s3_before_any_write() {
         use futures::TryStreamExt;
         root.store.list(None).try_collect::<Vec<_>>().await.unwrap()
     });
-    assert!(all.iter().all(|m| !m.location.as_ref().contains("evil")), "an object named evil was written");
+    assert!(all.iter().all(|m| !m.location.as_ref().contains(&marker)), "an object named {marker} was written");
 }
 
 #[test]

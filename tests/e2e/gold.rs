@@ -311,11 +311,11 @@ fn publish_is_atomic_when_the_connection_drops() {
     let mut killed = false;
     for _ in 0..150 {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let rows = pg_query(&pg.url, "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'medallion' AND state = 'idle in transaction'");
+        let rows = pg_query(&pg.url, "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'medallion' AND state = 'idle in transaction' AND datname = current_database()");
         if rows[0][0].as_deref() == Some("1") {
             // Another connection (ours) can still read: it sees the old state only.
             assert_eq!(warehouse_gold(&pg.url), before, "a reader during the publish sees the old state");
-            pg_exec(&pg.url, &["SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'medallion' AND state = 'idle in transaction'"]);
+            pg_exec(&pg.url, &["SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'medallion' AND state = 'idle in transaction' AND datname = current_database()"]);
             killed = true;
             break;
         }
