@@ -302,7 +302,8 @@ fn publish_is_atomic_when_the_connection_drops() {
     medallion(&env, &["silver", "--date", "2026-11-19", "-q"]).ok();
 
     // Pause after the third table is loaded, cut the connection from the server side.
-    let child = command(&env, &["gold", "--date", "2026-11-19", "--warehouse", &pg.url])
+    // No retries: this is about what a dropped connection leaves behind, not about recovering.
+    let child = command(&env, &["gold", "--date", "2026-11-19", "--warehouse", &pg.url, "--retries", "0"])
         .env("MEDALLION_FAULT", "gold.load#2:sleep=20000")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
