@@ -272,6 +272,7 @@ fn new_record(landing: &Location, c: &Candidate, sha: &str, bytes: u64, at: &chr
         malformed_rows: 0,
         columns: Vec::new(),
         extra_columns: Vec::new(),
+        renamed_columns: Vec::new(),
         raw_path: paths::raw_file(c.dataset, &c.partner, c.date, sha, &c.file_name).to_string(),
         bronze_path: None,
         ingested_at: at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -390,6 +391,7 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
     if let Some(h) = &sink.header {
         feed.columns = h.columns.clone();
         feed.extra_columns = h.extra.clone();
+        feed.renamed_columns = h.renamed.clone();
     }
     let action = match problem {
         Some(p) => {

@@ -77,6 +77,10 @@ pub struct FeedRecord {
     pub columns: Vec<String>,
     /// Columns the contract does not define (schema drift): kept in bronze, ignored by silver.
     pub extra_columns: Vec<String>,
+    /// Extra columns renamed in bronze because their name collided with a lineage, helper or
+    /// partition column (`old → new`); the raw copy keeps the header as sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renamed_columns: Vec<String>,
     /// Lake path of the immutable raw copy.
     pub raw_path: String,
     /// Lake path of the bronze Parquet file (none when quarantined).
