@@ -80,6 +80,12 @@ fn store_err(loc: &Location, path: &Path, e: object_store::Error) -> BronzeError
 /// Finds every `{partner}/{dataset}/{date}/*.csv` of the landing zone, sorted in landing order
 /// (partner, dataset, file name), and reports everything else it saw at those levels.
 pub async fn discover(landing: &Location, date: RunDate) -> Result<(Vec<Candidate>, Vec<Ignored>), BronzeError> {
+    if let Some(root) = &landing.local_root {
+        let (root, display) = (root.clone(), landing.display.clone());
+        return tokio::task::spawn_blocking(move || discover_local(&root, &display, date))
+            .await
+            .map_err(|e| BronzeError::Input { path: landing.display.clone(), message: format!("discovery failed: {e}") })?;
+    }
     let mut found = Vec::new();
     let mut ignored = Vec::new();
     let root = landing.store.list_with_delimiter(None).await.map_err(|e| store_err(landing, &Path::default(), e))?;
@@ -137,6 +143,132 @@ pub async fn discover(landing: &Location, date: RunDate) -> Result<(Vec<Candidat
     Ok((found, ignored))
 }
 
+/// Reason code for anything in a local landing zone that is not a regular file or a real
+/// folder: symbolic links (never followed, so nothing outside the landing zone is ever read),
+/// FIFOs, sockets, devices.
+pub const NOT_A_REGULAR_FILE: &str = "not_a_regular_file";
+
+/// [`discover`] for a local landing zone, with the filesystem's own view of each entry:
+/// object_store's local listing follows symbolic links, opens FIFOs and fails the whole
+/// listing on a name it cannot represent. Here every entry is looked at without following
+/// links; only real folders are entered and only regular files are landed; a name that is
+/// not UTF-8 or not a valid feed name is reported, never an error.
+fn discover_local(root: &std::path::Path, display: &str, date: RunDate) -> Result<(Vec<Candidate>, Vec<Ignored>), BronzeError> {
+    use std::fs::FileType;
+    let mut found = Vec::new();
+    let mut ignored = Vec::new();
+    let shown = |parts: &[&str]| {
+        let rel: Vec<String> = parts.iter().map(|p| p.escape_debug().to_string()).collect();
+        format!("{}/{}", display.trim_end_matches('/'), rel.join("/"))
+    };
+    let kind = |t: &FileType| {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_symlink() {
+            "a symbolic link (never followed)"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_block_device() || t.is_char_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        }
+    };
+    // The entries of a folder as (name, type), sorted; names that are not UTF-8 reported.
+    let list = |dir: &std::path::Path, parts: &[&str], ignored: &mut Vec<Ignored>| -> Result<Vec<(String, FileType)>, std::io::Error> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let t = entry.file_type()?; // does not follow symbolic links
+            match entry.file_name().into_string() {
+                Ok(name) => out.push((name, t)),
+                Err(raw) => {
+                    let mut p: Vec<&str> = parts.to_vec();
+                    let lossy = raw.to_string_lossy().into_owned();
+                    p.push(&lossy);
+                    ignored.push(Ignored { path: shown(&p), reason: "the name is not UTF-8".into() });
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    };
+    let io_err = |path: String| move |source: std::io::Error| BronzeError::Io { path, source };
+    let top = list(root, &[], &mut ignored).map_err(io_err(display.to_string()))?;
+    for (partner, t) in top {
+        if !t.is_dir() {
+            let reason = if t.is_file() { "files at the top of the landing zone are not read".to_string() } else { format!("{NOT_A_REGULAR_FILE}: {}", kind(&t)) };
+            ignored.push(Ignored { path: shown(&[&partner]), reason });
+            continue;
+        }
+        if let Err(msg) = validate_partner_id(&partner) {
+            ignored.push(Ignored { path: shown(&[&partner]), reason: msg });
+            continue;
+        }
+        // One partner's unreadable folder is that partner's problem: reported, not fatal.
+        let level = match list(&root.join(&partner), &[&partner], &mut ignored) {
+            Ok(l) => l,
+            Err(e) => {
+                ignored.push(Ignored { path: shown(&[&partner]), reason: format!("cannot read the folder: {e}") });
+                continue;
+            }
+        };
+        for (ds_name, t) in level {
+            if !t.is_dir() {
+                let reason = if t.is_file() { "files directly under a partner folder are not read".to_string() } else { format!("{NOT_A_REGULAR_FILE}: {}", kind(&t)) };
+                ignored.push(Ignored { path: shown(&[&partner, &ds_name]), reason });
+                continue;
+            }
+            let Some(dataset) = Dataset::parse(&ds_name) else {
+                ignored.push(Ignored {
+                    path: shown(&[&partner, &ds_name]),
+                    reason: format!("unknown dataset folder {ds_name:?} (expected one of: {})", Dataset::ALL.map(|d| d.name()).join(", ")),
+                });
+                continue;
+            };
+            let day = date.to_string();
+            let date_dir = root.join(&partner).join(&ds_name).join(&day);
+            match std::fs::symlink_metadata(&date_dir) {
+                Ok(m) if m.file_type().is_dir() => {}
+                Ok(m) => {
+                    ignored.push(Ignored { path: shown(&[&partner, &ds_name, &day]), reason: format!("{NOT_A_REGULAR_FILE}: {}", kind(&m.file_type())) });
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    ignored.push(Ignored { path: shown(&[&partner, &ds_name, &day]), reason: format!("cannot read the folder: {e}") });
+                    continue;
+                }
+            }
+            let files = match list(&date_dir, &[&partner, &ds_name, &day], &mut ignored) {
+                Ok(f) => f,
+                Err(e) => {
+                    ignored.push(Ignored { path: shown(&[&partner, &ds_name, &day]), reason: format!("cannot read the folder: {e}") });
+                    continue;
+                }
+            };
+            for (file_name, t) in files {
+                let here = [partner.as_str(), ds_name.as_str(), day.as_str(), file_name.as_str()];
+                if t.is_dir() {
+                    ignored.push(Ignored { path: shown(&here), reason: "sub-folders of a date folder are not read".into() });
+                } else if !t.is_file() {
+                    ignored.push(Ignored { path: shown(&here), reason: format!("{NOT_A_REGULAR_FILE}: {}", kind(&t)) });
+                } else if !file_name.to_ascii_lowercase().ends_with(".csv") {
+                    ignored.push(Ignored { path: shown(&here), reason: "not a .csv file".into() });
+                } else if let Err(msg) = validate_file_name(&file_name) {
+                    ignored.push(Ignored { path: shown(&here), reason: msg });
+                } else {
+                    let path = Path::from_iter(here.map(object_store::path::PathPart::from));
+                    found.push(Candidate { partner: partner.clone(), dataset, date, file_name, path });
+                }
+            }
+        }
+    }
+    found.sort_by(|a, b| (&a.partner, a.dataset, &a.file_name).cmp(&(&b.partner, b.dataset, &b.file_name)));
+    Ok((found, ignored))
+}
+
 async fn hash_file(landing: &Location, path: &Path) -> Result<(String, u64), BronzeError> {
     let size = landing.store.head(path).await.map_err(|e| store_err(landing, path, e))?.size;
     let mut stream = Box::pin(lake::read_stream(landing.store.clone(), path.clone(), size));
@@ -161,17 +293,23 @@ pub async fn land_date(
     on_feed: &(dyn Fn(&FeedOutcome) + Sync),
 ) -> Result<LandReport, BronzeError> {
     let (candidates, ignored) = discover(landing, date).await?;
-    let mut report = land_candidates(landing, lake, candidates, concurrency, on_feed).await?;
+    let mut report = land_candidates(landing, lake, date, candidates, concurrency, on_feed).await?;
     report.date = Some(date);
-    report.ignored = ignored;
+    report.ignored.splice(0..0, ignored);
     Ok(report)
 }
 
-/// Lands the given files: hashes them, skips content landed before, claims feed ids in landing
-/// order, then writes raw copies and Parquet, several files at a time.
-pub async fn land_candidates(
+/// Why a feed was given up before it was landed (see [`FeedStatus::Abandoned`]).
+pub const CHANGED_WHILE_LANDING: &str = "changed_while_landing";
+
+/// Lands the given files of `date` (all the files of that date in the landing zone): hashes
+/// them, abandons the date's unfinished feeds whose content is gone, skips content landed
+/// before, claims feed ids in landing order, then writes raw copies and Parquet, several
+/// files at a time.
+async fn land_candidates(
     landing: &Location,
     lake: &Location,
+    date: RunDate,
     candidates: Vec<Candidate>,
     concurrency: usize,
     on_feed: &(dyn Fn(&FeedOutcome) + Sync),
@@ -192,14 +330,30 @@ pub async fn land_candidates(
         .try_collect()
         .await?;
 
-    // 2. Claim feed ids in landing order; content seen before is reported, not re-landed.
+    // 2. A feed of this date left `landing` by a crash whose content is no longer in the
+    // landing zone (the file was replaced or removed) can never be finished: abandon it, so
+    // that it blocks neither silver nor later runs. The file's current content, if any, is a
+    // new feed below.
     let mut report = LandReport::default();
+    let present: std::collections::HashSet<(&str, Dataset, &str)> =
+        hashed.iter().map(|(c, sha, _, _)| (c.partner.as_str(), c.dataset, sha.as_str())).collect();
+    for mut rec in registry.feeds_for_date(date).await? {
+        if rec.status == FeedStatus::Landing && !present.contains(&(rec.partner.as_str(), rec.dataset, rec.sha256.as_str())) {
+            rec.status = FeedStatus::Abandoned;
+            rec.reason = Some(CHANGED_WHILE_LANDING.into());
+            rec.detail = Some("an interrupted landing whose content is no longer in the landing zone (the file was replaced or removed); its current content, if any, is a new feed".into());
+            registry.save(&rec).await?;
+            report.ignored.push(Ignored { path: rec.source.clone(), reason: format!("{CHANGED_WHILE_LANDING}: feed {} abandoned: {}", rec.feed_id, rec.detail.as_deref().unwrap_or_default()) });
+        }
+    }
+
+    // 3. Claim feed ids in landing order; content seen before is reported, not re-landed.
     let mut next = registry.max_feed_number().await?;
     let mut seen_in_run = std::collections::HashSet::new();
     let mut jobs = Vec::new();
     for (c, sha, bytes, existing) in hashed {
         match existing {
-            Some(rec) if rec.status != FeedStatus::Landing => {
+            Some(rec) if matches!(rec.status, FeedStatus::Landed | FeedStatus::Quarantined) => {
                 let outcome = FeedOutcome { action: LandAction::AlreadyLanded, feed: rec };
                 on_feed(&outcome);
                 report.feeds.push(outcome);
@@ -214,7 +368,8 @@ pub async fn land_candidates(
                 report.feeds.push(outcome);
             }
             Some(rec) => {
-                // A landing that a crash interrupted: finish it under the same id.
+                // A landing that a crash interrupted (or abandoned, and the same content is
+                // back): finish it under the same id.
                 let mut feed = new_record(landing, &c, &sha, bytes, &ingested_at);
                 feed.feed_id = rec.feed_id;
                 jobs.push((c, feed));
@@ -227,20 +382,27 @@ pub async fn land_candidates(
         }
     }
 
-    // 3. Land the new files, `concurrency` at a time, each on its own task.
+    // 4. Land the new files, `concurrency` at a time, each on its own task.
     let landed = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<FeedOutcome> = futures::stream::iter(jobs)
-        .map(|(c, feed)| {
+    let results: Vec<Result<FeedOutcome, Ignored>> = futures::stream::iter(jobs.into_iter().enumerate())
+        .map(|(i, (c, feed))| {
             let landing = landing.clone();
             let lake = lake.clone();
-            tokio::spawn(async move { land_one(&landing, &lake, &c, feed).await })
+            tokio::spawn(async move {
+                lake::fault::point("bronze.land_one", i).await;
+                land_one(&landing, &lake, &c, feed).await
+            })
         })
         .buffered(concurrency.max(1))
         .map(|joined| match joined {
             Ok(r) => r,
             Err(e) => Err(BronzeError::Input { path: "landing task".into(), message: format!("a landing task failed: {e}") }),
         })
-        .inspect_ok(|o| on_feed(o))
+        .inspect_ok(|o| {
+            if let Ok(o) = o {
+                on_feed(o)
+            }
+        })
         .and_then(|o| {
             let n = landed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async move {
@@ -250,7 +412,12 @@ pub async fn land_candidates(
         })
         .try_collect()
         .await?;
-    report.feeds.extend(results);
+    for r in results {
+        match r {
+            Ok(o) => report.feeds.push(o),
+            Err(ignored) => report.ignored.push(ignored),
+        }
+    }
     report.feeds.sort_by(|a, b| a.feed.feed_id.cmp(&b.feed.feed_id));
     Ok(report)
 }
@@ -301,8 +468,9 @@ fn writer_properties(feed: &FeedRecord) -> WriterProperties {
 }
 
 /// Streams one file: the raw copy and the Parquet conversion in the same pass, so memory is
-/// bounded by one batch whatever the file size.
-async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: FeedRecord) -> Result<FeedOutcome, BronzeError> {
+/// bounded by one batch whatever the file size. A file that changed since it was hashed is
+/// abandoned (`Err(Ignored)`, registry status `abandoned`): the next run lands its final content.
+async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: FeedRecord) -> Result<Result<FeedOutcome, Ignored>, BronzeError> {
     let raw_path = Path::from(feed.raw_path.as_str());
     let bronze_path = lake.path(&paths::bronze_feed(c.dataset, &c.partner, c.date, &feed.feed_id));
     let raw_exists = match lake.store.head(&raw_path).await {
@@ -321,8 +489,20 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
 
     let mut stream = Box::pin(lake::read_stream(landing.store.clone(), c.path.clone(), feed.bytes));
     let mut more = true;
+    let mut vanished = false;
     while more {
-        let chunk = stream.try_next().await.map_err(|e| store_err(landing, &c.path, e))?;
+        let chunk = match stream.try_next().await {
+            Ok(chunk) => chunk,
+            // A file truncated or removed while it is read: abandoned below, not an error.
+            Err(e) => match landing.store.head(&c.path).await {
+                Ok(meta) if meta.size == feed.bytes => return Err(store_err(landing, &c.path, e)),
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {
+                    vanished = true;
+                    break;
+                }
+                Err(_) => return Err(store_err(landing, &c.path, e)),
+            },
+        };
         match &chunk {
             Some(chunk) => {
                 hasher.update(chunk);
@@ -370,18 +550,26 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
     }
 
     let sha = hex(&hasher.finalize());
-    let size_now = landing.store.head(&c.path).await.map_err(|e| store_err(landing, &c.path, e))?.size;
-    if sha != feed.sha256 || size_now != feed.bytes {
+    let size_now = match landing.store.head(&c.path).await {
+        Ok(meta) => Some(meta.size),
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => return Err(store_err(landing, &c.path, e)),
+    };
+    if vanished || sha != feed.sha256 || size_now != Some(feed.bytes) {
         if let Some(w) = writer {
             let _ = w.into_inner().abort().await;
         }
         if let Some(mut w) = raw_writer {
             let _ = w.abort().await;
         }
-        return Err(BronzeError::Input {
-            path: landing.describe(&c.path),
-            message: "the file changed while it was being landed; nothing was registered, run again once the upload is complete".into(),
-        });
+        feed.status = FeedStatus::Abandoned;
+        feed.reason = Some(CHANGED_WHILE_LANDING.into());
+        feed.detail = Some("the file changed while it was being landed; the next run lands its final content".into());
+        Registry::new(lake).save(&feed).await?;
+        return Ok(Err(Ignored {
+            path: feed.source.clone(),
+            reason: format!("{CHANGED_WHILE_LANDING}: feed {} abandoned: the file changed while it was being landed; run bronze again once the upload is complete", feed.feed_id),
+        }));
     }
     if let Some(mut w) = raw_writer {
         w.shutdown().await.map_err(|source| BronzeError::Io { path: lake.describe(&raw_path), source })?;
@@ -416,7 +604,7 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
         }
     };
     Registry::new(lake).save(&feed).await?;
-    Ok(FeedOutcome { action, feed })
+    Ok(Ok(FeedOutcome { action, feed }))
 }
 
 /// `medallion ingest`: copies local files into the landing zone at

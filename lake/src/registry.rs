@@ -38,6 +38,10 @@ pub enum FeedStatus {
     Landed,
     /// Refused whole (reason says why); the raw copy is kept for audit.
     Quarantined,
+    /// Given up before it was landed: the file changed while it was being landed, or was
+    /// replaced or removed after a crash left it `landing` (reason `changed_while_landing`).
+    /// Its content no longer exists in the landing zone; readers ignore it.
+    Abandoned,
 }
 
 impl FeedStatus {
@@ -46,6 +50,7 @@ impl FeedStatus {
             FeedStatus::Landing => "landing",
             FeedStatus::Landed => "landed",
             FeedStatus::Quarantined => "quarantined",
+            FeedStatus::Abandoned => "abandoned",
         }
     }
 }
