@@ -259,8 +259,11 @@ fn discover_local(root: &std::path::Path, display: &str, date: RunDate) -> Resul
                 } else if let Err(msg) = validate_file_name(&file_name) {
                     ignored.push(Ignored { path: shown(&here), reason: msg });
                 } else {
-                    let path = Path::from_iter(here.map(object_store::path::PathPart::from));
-                    found.push(Candidate { partner: partner.clone(), dataset, date, file_name, path });
+                    // The local store maps path parts to file names verbatim: parse, never encode.
+                    match Path::parse(here.join("/")) {
+                        Ok(path) => found.push(Candidate { partner: partner.clone(), dataset, date, file_name, path }),
+                        Err(e) => ignored.push(Ignored { path: shown(&here), reason: format!("the name cannot be read: {e}") }),
+                    }
                 }
             }
         }

@@ -25,4 +25,5 @@ mod cli;
 mod silver;
 mod common;
 mod gold;
+mod hostile;
 mod pipeline;
