@@ -104,7 +104,8 @@ pub enum ColumnType {
     Bool,
     /// `YYYY-MM-DD`; a timestamp is accepted and keeps its UTC date.
     Date,
-    /// RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or a plain date (midnight UTC).
+    /// RFC 3339 with its `Z` or offset, `YYYY-MM-DD HH:MM:SS` (UTC; no zone, no fraction) or a
+    /// plain date (midnight UTC).
     Timestamp,
     /// Three letters, upper-cased; `USD` when absent.
     Currency,
