@@ -168,7 +168,8 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     if b.len() < 19 {
         return None;
     }
-    let date = strict_date(&s[..10])?;
+    // `get`, not `[..10]`: byte 10 of a hostile value may fall inside a character.
+    let date = strict_date(s.get(..10)?)?;
     if !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
         return None;
     }
@@ -329,7 +330,9 @@ mod tests {
         for s in ["2026-11-20T13:45", "2026-11-20T13:45Z", "2026-11-31", "2026-11-20T25:00:00Z", "11/20/2026", "2026-11-20T13:45:00+0200", "2026-11-20T13:45:00 Z", "2026-1-20", "20261120", "2026-11-20T13:45:00.Z", "yesterday",
             // CONTRACT.md §1: RFC 3339 needs its zone; the space form takes no zone nor fraction
             "2026-11-15T10:00:00", "2026-11-15t10:00:00.5", "2026-11-15 10:00:00Z", "2026-11-15 10:00:00z",
-            "2026-11-15 10:00:00.5", "2026-11-15 10:00:00+02:00", "2026-11-15 10:00:00 ", "2026-11-20T13:45:00Z\0"] {
+            "2026-11-15 10:00:00.5", "2026-11-15 10:00:00+02:00", "2026-11-15 10:00:00 ", "2026-11-20T13:45:00Z\0",
+            // byte 10 inside a character (found by the fuzz test below: it panicked)
+            "2026-11-2\u{e9}T10:00:00Z", "a \u{1f300}  \u{a13}\u{1ee29}\u{1a90} "] {
             assert_eq!(ts(s), None, "{s}");
         }
     }
@@ -363,5 +366,57 @@ mod tests {
         assert!(is_valid_country("US"));
         assert!(!is_valid_country("USA"));
         assert!(!is_valid_country("U1"));
+    }
+}
+
+/// Fuzzing the value rules: no input makes a parser panic, and what the pipeline writes
+/// parses back to the same value.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn parsers_never_panic(s in "\\PC{0,40}|[0-9T:Z+. ,$€£-]{0,30}|2026-11-[0-9é ]{1,20}") {
+            let _ = parse_money(&s);
+            let _ = parse_int(&s);
+            let _ = parse_bool(&s);
+            let _ = parse_timestamp(&s);
+            let _ = parse_date(&s);
+            let _ = parse_currency(&s);
+            let _ = clean_string(Some(&s));
+            let _ = title_case(&s);
+            let _ = is_valid_email(&s);
+        }
+
+        #[test]
+        fn arbitrary_bytes_as_text_never_panic(b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let s = String::from_utf8_lossy(&b);
+            let _ = parse_timestamp(&s);
+            let _ = parse_date(&s);
+            let _ = parse_money(&s);
+        }
+
+        #[test]
+        fn ints_round_trip(i in any::<i64>()) {
+            prop_assert_eq!(parse_int(&i.to_string()), Some(i));
+        }
+
+        #[test]
+        fn money_round_trips(v in -999_999_999_999_999_999i64..=999_999_999_999_999_999) {
+            prop_assert_eq!(parse_money(&format_scaled(v)), Some(v));
+        }
+
+        #[test]
+        fn timestamps_round_trip(us in -62_135_596_800_000_000i64..253_402_300_799_999_999) {
+            let t = DateTime::<Utc>::from_timestamp_micros(us).unwrap();
+            prop_assert_eq!(parse_timestamp(&t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()), Some(us));
+            let secs = us.div_euclid(1_000_000) * 1_000_000;
+            prop_assert_eq!(parse_timestamp(&t.format("%Y-%m-%d %H:%M:%S").to_string()), Some(secs));
+            prop_assert_eq!(parse_timestamp(&t.format("%Y-%m-%dT%H:%M:%S").to_string()), None, "RFC 3339 needs a zone");
+        }
     }
 }
