@@ -152,6 +152,8 @@ fn replaced_after_crash(env: Env) {
     medallion(&env, &["run", "--date", D2, "-q"]).ok();
 }
 
+// (No partner here is named "evil": bronze::evil_partner_is_refused_on_s3_before_any_write
+// lists the whole test bucket for that name.)
 // 3. Header names that collide with internal names: helper columns of silver, lineage
 // columns of bronze, hive partition columns of the lake.
 both!(header_names_never_collide_with_internal_ones, colliding_headers);
@@ -160,25 +162,25 @@ fn colliding_headers(env: Env) {
     let hostile = "sku,_present_sku,name,_raw_sku,category,price,_reason,partner,ingest_date,_feed_id,_raw_line\n\
                    E-1,false,Lamp,zz,home,1.00,no,other,1999-01-01,FD99999,x\n\
                    E-2,true,,zz,home,1.00,no,other,1999-01-01,FD99999,x\n";
-    ingest(&env, "evil", "products", D, "p.csv", hostile.as_bytes());
+    ingest(&env, "rogue", "products", D, "p.csv", hostile.as_bytes());
     ingest(&env, "good", "products", D, "p.csv", GOOD.as_bytes());
     let r = bronze_json(&env, D);
     assert_eq!(r["landed"], 2, "{r:#}");
-    let evil = r["feeds"].as_array().unwrap().iter().find(|f| f["feed"]["partner"] == "evil").unwrap();
-    let renamed = evil["feed"]["renamed_columns"].as_array().unwrap();
-    assert_eq!(renamed.len(), 7, "{evil:#}");
-    assert!(evil["feed"]["extra_columns"].as_array().unwrap().contains(&serde_json::json!("extra_partner")), "{evil:#}");
+    let rogue = r["feeds"].as_array().unwrap().iter().find(|f| f["feed"]["partner"] == "rogue").unwrap();
+    let renamed = rogue["feed"]["renamed_columns"].as_array().unwrap();
+    assert_eq!(renamed.len(), 7, "{rogue:#}");
+    assert!(rogue["feed"]["extra_columns"].as_array().unwrap().contains(&serde_json::json!("extra_partner")), "{rogue:#}");
     for _ in 0..2 {
         medallion(&env, &["silver", "--date", D, "-q"]).ok(); // and again: a re-run too
     }
-    assert_eq!(csv(&env, "SELECT partner_id, sku FROM silver.products ORDER BY partner_id, sku"), "partner_id,sku\nevil,E-1\ngood,G-1\ngood,G-2\n");
+    assert_eq!(csv(&env, "SELECT partner_id, sku FROM silver.products ORDER BY partner_id, sku"), "partner_id,sku\ngood,G-1\ngood,G-2\nrogue,E-1\n");
     assert_eq!(csv(&env, "SELECT reason FROM silver.quarantine"), "reason\nmissing_name\n");
     assert_eq!(
         csv(&env, "SELECT partner, ingest_date, sku, extra_partner FROM bronze.products ORDER BY partner, sku"),
-        "partner,ingest_date,sku,extra_partner\nevil,2026-11-20,E-1,other\nevil,2026-11-20,E-2,other\ngood,2026-11-20,G-1,\ngood,2026-11-20,G-2,\n"
+        "partner,ingest_date,sku,extra_partner\ngood,2026-11-20,G-1,\ngood,2026-11-20,G-2,\nrogue,2026-11-20,E-1,other\nrogue,2026-11-20,E-2,other\n"
     );
     // the raw copy keeps the header as sent
-    let raw = read_lake(&env, evil["feed"]["raw_path"].as_str().unwrap()).unwrap();
+    let raw = read_lake(&env, rogue["feed"]["raw_path"].as_str().unwrap()).unwrap();
     assert_eq!(raw, hostile.as_bytes());
     medallion(&env, &["gold", "--date", D, "-q"]).ok();
 }
@@ -233,12 +235,12 @@ fn fifos_and_symlinks_are_not_landed() {
     std::fs::create_dir_all(&outside_day).unwrap();
     std::fs::write(outside_day.join("secret.csv"), "sku,name,category,price\nS-1,Secret,x,1\n").unwrap();
     symlink(outside_day.join("secret.csv"), dir.join("linked.csv")).unwrap();
-    symlink(&outside, std::path::Path::new(&env.landing).join("evil")).unwrap();
+    symlink(&outside, std::path::Path::new(&env.landing).join("rogue")).unwrap();
     symlink(&outside_day, date_dir(&env, "beta", "products", "x").parent().unwrap().join(D)).unwrap();
     let r = bronze_within(&env, D, Duration::from_secs(60));
     assert_eq!(landed_files(&r), vec!["good.csv"], "{r:#}");
     assert_eq!(r["feeds"].as_array().unwrap().len(), 1, "{r:#}");
-    for needle in ["pipe.csv", "passwd.csv", "linked.csv", "/evil", "beta/products/2026-11-20"] {
+    for needle in ["pipe.csv", "passwd.csv", "linked.csv", "/rogue", "beta/products/2026-11-20"] {
         let reasons = ignored_reasons(&r, needle);
         assert!(reasons.len() == 1 && reasons[0].starts_with("not_a_regular_file"), "{needle}: {r:#}");
     }
