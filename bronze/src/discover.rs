@@ -47,7 +47,13 @@ pub async fn discover(landing: &Location, date: RunDate) -> Result<(Vec<Candidat
             ignored.push(Ignored { path: landing.describe(&partner_path), reason: msg });
             continue;
         }
-        let level = landing.store.list_with_delimiter(Some(&partner_path)).await.map_err(|e| store_err(landing, &partner_path, e))?;
+        let level = match landing.store.list_with_delimiter(Some(&partner_path)).await {
+            Err(e @ object_store::Error::InvalidPath { .. }) => {
+                ignored.push(unlistable(landing, &partner_path, &e));
+                continue;
+            }
+            r => r.map_err(|e| store_err(landing, &partner_path, e))?,
+        };
         let mut datasets = level.common_prefixes;
         datasets.sort();
         for ds_path in datasets {
@@ -63,7 +69,13 @@ pub async fn discover(landing: &Location, date: RunDate) -> Result<(Vec<Candidat
                 continue;
             };
             let date_path = ds_path.clone().join(date.to_string().as_str());
-            let files = landing.store.list_with_delimiter(Some(&date_path)).await.map_err(|e| store_err(landing, &date_path, e))?;
+            let files = match landing.store.list_with_delimiter(Some(&date_path)).await {
+                Err(e @ object_store::Error::InvalidPath { .. }) => {
+                    ignored.push(unlistable(landing, &date_path, &e));
+                    continue;
+                }
+                r => r.map_err(|e| store_err(landing, &date_path, e))?,
+            };
             for sub in files.common_prefixes {
                 ignored.push(Ignored { path: landing.describe(&sub), reason: "sub-folders of a date folder are not read".into() });
             }
@@ -91,6 +103,16 @@ pub async fn discover(landing: &Location, date: RunDate) -> Result<(Vec<Candidat
     }
     found.sort_by(|a, b| (&a.partner, a.dataset, &a.file_name).cmp(&(&b.partner, b.dataset, &b.file_name)));
     Ok((found, ignored))
+}
+
+/// An S3 folder that holds a key object_store cannot represent (a control character in a
+/// name): the S3 listing fails as a whole, so that folder is reported and skipped — one
+/// partner's bad name never fails the date for everyone.
+fn unlistable(landing: &Location, folder: &Path, e: &object_store::Error) -> Ignored {
+    Ignored {
+        path: landing.describe(folder),
+        reason: format!("cannot list this folder: it holds an object whose name cannot be read (a control character?); rename or remove it ({e})"),
+    }
 }
 
 /// Reason code for anything in a local landing zone that is not a regular file or a real

@@ -248,3 +248,32 @@ fn fifos_and_symlinks_are_not_landed() {
     assert_eq!(raw.len(), 1, "only good.csv has a raw copy: {raw:?}");
     medallion(&env, &["silver", "--date", D, "-q"]).ok();
 }
+
+// 4b. On S3, a key with a control character cannot be listed at all (object_store refuses
+// the whole listing): that folder is reported, every other folder lands.
+#[test]
+fn s3_key_with_a_control_character_is_reported_not_fatal() {
+    let Some(env) = s3("ctlkey") else { return };
+    put_landing(&env, "beta/products/2026-11-20/p.csv", GOOD.as_bytes());
+    put_landing(&env, "acme/customers/2026-11-20/c.csv", b"customer_id,email\nC1,a@b.co\n");
+    put_landing(&env, "acme/products/2026-11-20/good.csv", GOOD.as_bytes());
+    // A raw S3 PUT (object_store would percent-encode the newline).
+    let (bucket, prefix) = env.landing.strip_prefix("s3://").unwrap().split_once('/').unwrap();
+    let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set by the test services"));
+    let url = format!("{}/{bucket}/{prefix}/acme/products/2026-11-20/new%0Aline.csv", var("AWS_ENDPOINT_URL").trim_end_matches('/'));
+    let st = std::process::Command::new("curl")
+        .args(["-sS", "-f", "-X", "PUT", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "--data-binary", "sku,name,category,price\n", "--aws-sigv4"])
+        .arg(format!("aws:amz:{}:s3", var("AWS_REGION")))
+        .arg("--user")
+        .arg(format!("{}:{}", var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")))
+        .arg(&url)
+        .status()
+        .expect("curl");
+    assert!(st.success(), "raw S3 PUT of a key with a newline");
+    let r = bronze_within(&env, D, Duration::from_secs(120));
+    let mut landed: Vec<String> = r["feeds"].as_array().unwrap().iter().map(|f| format!("{}/{}", f["feed"]["partner"].as_str().unwrap(), f["feed"]["file_name"].as_str().unwrap())).collect();
+    landed.sort();
+    assert_eq!(landed, vec!["acme/c.csv", "beta/p.csv"], "{r:#}");
+    let reasons = ignored_reasons(&r, "acme/products/2026-11-20");
+    assert!(reasons.len() == 1 && reasons[0].starts_with("cannot list this folder"), "{r:#}");
+}
