@@ -483,3 +483,95 @@ mod tests {
         assert_eq!(r[2].raw, "\rz,3");
     }
 }
+
+/// Fuzzing the reader: no input makes it panic, the result never depends on how the stream
+/// is cut, and RFC 4180 round-trips (quoting parsed fields and parsing again gives them back).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    type Parsed = Result<Vec<(u64, Vec<Vec<u8>>)>, CsvError>;
+
+    fn parse_bytes(chunks: &[&[u8]], limit: usize) -> Parsed {
+        let mut r = CsvReader::new(limit);
+        let mut out = Vec::new();
+        let mut sink = |rec: RecordRef<'_>| -> Result<(), CsvError> {
+            out.push((rec.line, rec.fields().map(<[u8]>::to_vec).collect()));
+            Ok(())
+        };
+        for c in chunks {
+            r.push(c, &mut sink)?;
+        }
+        r.finish(&mut sink)?;
+        Ok(out)
+    }
+
+    /// Quotes every field (RFC 4180: the field in quotes, each quote doubled).
+    fn quote(records: &[Vec<Vec<u8>>], crlf: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for rec in records {
+            for (i, f) in rec.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'"');
+                for &b in f {
+                    if b == b'"' {
+                        out.push(b'"');
+                    }
+                    out.push(b);
+                }
+                out.push(b'"');
+            }
+            out.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+        }
+        out
+    }
+
+    fn fields_only(p: &Parsed) -> Vec<Vec<Vec<u8>>> {
+        p.as_ref().map(|r| r.iter().map(|(_, f)| f.clone()).collect()).unwrap_or_default()
+    }
+
+    /// Bytes that exercise every state: quotes, separators, line ends, a BOM's bytes, NUL.
+    fn csvish() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            prop_oneof![
+                Just(b'"'), Just(b','), Just(b'\n'), Just(b'\r'), Just(b' '), Just(0u8),
+                Just(0xEF), Just(0xBB), Just(0xBF), b'a'..=b'c', any::<u8>(),
+            ],
+            0..200,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn never_panics_and_cuts_do_not_matter(input in csvish(), cut in any::<prop::sample::Index>(), limit in 1usize..64) {
+            let whole = parse_bytes(&[&input], 1 << 20);
+            let at = cut.index(input.len() + 1);
+            prop_assert_eq!(&parse_bytes(&[&input[..at], &input[at..]], 1 << 20), &whole);
+            let _ = parse_bytes(&[&input], limit); // a small record cap errors, never panics
+        }
+
+        #[test]
+        fn requoting_parsed_fields_round_trips(input in csvish(), crlf in any::<bool>()) {
+            let first = parse_bytes(&[&input], 1 << 20);
+            if first.is_ok() {
+                let records = fields_only(&first);
+                // A lone empty field is an empty line when re-quoted as nothing: quoting keeps it.
+                let again = parse_bytes(&[&quote(&records, crlf)], 1 << 20);
+                prop_assert!(again.is_ok(), "{:?}", again);
+                prop_assert_eq!(fields_only(&again), records);
+            }
+        }
+
+        #[test]
+        fn quoted_records_parse_back(records in proptest::collection::vec(
+            proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..12), 1..5), 0..6), crlf in any::<bool>()) {
+            let parsed = parse_bytes(&[&quote(&records, crlf)], 1 << 20);
+            prop_assert_eq!(fields_only(&parsed), records);
+        }
+    }
+}

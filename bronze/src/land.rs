@@ -1,4 +1,4 @@
-//! Discovering a run date's files in the landing zone and landing each of them.
+//! Landing each discovered file of a run date: hash, claim, raw copy, checks, Parquet.
 
 use std::sync::Arc;
 
@@ -18,26 +18,10 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::csv::CsvReader;
+use crate::discover::{discover, Candidate, Ignored};
 use lake::registry::{FeedRecord, FeedStatus, Registry};
 use crate::sink::{BronzeSink, FileProblem};
 use crate::BronzeError;
-
-/// A file of the landing zone to land.
-#[derive(Debug, Clone)]
-pub struct Candidate {
-    pub partner: String,
-    pub dataset: Dataset,
-    pub date: RunDate,
-    pub file_name: String,
-    pub path: Path,
-}
-
-/// Something in the landing zone that was looked at and not landed, with why.
-#[derive(Debug, Clone, Serialize)]
-pub struct Ignored {
-    pub path: String,
-    pub reason: String,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -73,69 +57,10 @@ impl LandReport {
     }
 }
 
-fn store_err(loc: &Location, path: &Path, e: object_store::Error) -> BronzeError {
+pub(crate) fn store_err(loc: &Location, path: &Path, e: object_store::Error) -> BronzeError {
     BronzeError::Store { path: loc.describe(path), source: loc.classify(e) }
 }
 
-/// Finds every `{partner}/{dataset}/{date}/*.csv` of the landing zone, sorted in landing order
-/// (partner, dataset, file name), and reports everything else it saw at those levels.
-pub async fn discover(landing: &Location, date: RunDate) -> Result<(Vec<Candidate>, Vec<Ignored>), BronzeError> {
-    let mut found = Vec::new();
-    let mut ignored = Vec::new();
-    let root = landing.store.list_with_delimiter(None).await.map_err(|e| store_err(landing, &Path::default(), e))?;
-    let mut partners: Vec<Path> = root.common_prefixes;
-    partners.sort();
-    for partner_path in partners {
-        let partner = partner_path.filename().unwrap_or_default().to_string();
-        if let Err(msg) = validate_partner_id(&partner) {
-            ignored.push(Ignored { path: landing.describe(&partner_path), reason: msg });
-            continue;
-        }
-        let level = landing.store.list_with_delimiter(Some(&partner_path)).await.map_err(|e| store_err(landing, &partner_path, e))?;
-        let mut datasets = level.common_prefixes;
-        datasets.sort();
-        for ds_path in datasets {
-            let ds_name = ds_path.filename().unwrap_or_default().to_string();
-            let Some(dataset) = Dataset::parse(&ds_name) else {
-                ignored.push(Ignored {
-                    path: landing.describe(&ds_path),
-                    reason: format!(
-                        "unknown dataset folder {ds_name:?} (expected one of: {})",
-                        Dataset::ALL.map(|d| d.name()).join(", ")
-                    ),
-                });
-                continue;
-            };
-            let date_path = ds_path.clone().join(date.to_string().as_str());
-            let files = landing.store.list_with_delimiter(Some(&date_path)).await.map_err(|e| store_err(landing, &date_path, e))?;
-            for sub in files.common_prefixes {
-                ignored.push(Ignored { path: landing.describe(&sub), reason: "sub-folders of a date folder are not read".into() });
-            }
-            let mut objects = files.objects;
-            objects.sort_by(|a, b| a.location.cmp(&b.location));
-            for meta in objects {
-                let file_name = meta.location.filename().unwrap_or_default().to_string();
-                if !file_name.to_ascii_lowercase().ends_with(".csv") {
-                    ignored.push(Ignored { path: landing.describe(&meta.location), reason: "not a .csv file".into() });
-                    continue;
-                }
-                if let Err(msg) = validate_file_name(&file_name) {
-                    ignored.push(Ignored { path: landing.describe(&meta.location), reason: msg });
-                    continue;
-                }
-                found.push(Candidate { partner: partner.clone(), dataset, date, file_name, path: meta.location });
-            }
-        }
-        for obj in level.objects {
-            ignored.push(Ignored { path: landing.describe(&obj.location), reason: "files directly under a partner folder are not read".into() });
-        }
-    }
-    for obj in root.objects {
-        ignored.push(Ignored { path: landing.describe(&obj.location), reason: "files at the top of the landing zone are not read".into() });
-    }
-    found.sort_by(|a, b| (&a.partner, a.dataset, &a.file_name).cmp(&(&b.partner, b.dataset, &b.file_name)));
-    Ok((found, ignored))
-}
 
 async fn hash_file(landing: &Location, path: &Path) -> Result<(String, u64), BronzeError> {
     let size = landing.store.head(path).await.map_err(|e| store_err(landing, path, e))?.size;
@@ -161,17 +86,23 @@ pub async fn land_date(
     on_feed: &(dyn Fn(&FeedOutcome) + Sync),
 ) -> Result<LandReport, BronzeError> {
     let (candidates, ignored) = discover(landing, date).await?;
-    let mut report = land_candidates(landing, lake, candidates, concurrency, on_feed).await?;
+    let mut report = land_candidates(landing, lake, date, candidates, concurrency, on_feed).await?;
     report.date = Some(date);
-    report.ignored = ignored;
+    report.ignored.splice(0..0, ignored);
     Ok(report)
 }
 
-/// Lands the given files: hashes them, skips content landed before, claims feed ids in landing
-/// order, then writes raw copies and Parquet, several files at a time.
-pub async fn land_candidates(
+/// Why a feed was given up before it was landed (see [`FeedStatus::Abandoned`]).
+pub const CHANGED_WHILE_LANDING: &str = "changed_while_landing";
+
+/// Lands the given files of `date` (all the files of that date in the landing zone): hashes
+/// them, abandons the date's unfinished feeds whose content is gone, skips content landed
+/// before, claims feed ids in landing order, then writes raw copies and Parquet, several
+/// files at a time.
+async fn land_candidates(
     landing: &Location,
     lake: &Location,
+    date: RunDate,
     candidates: Vec<Candidate>,
     concurrency: usize,
     on_feed: &(dyn Fn(&FeedOutcome) + Sync),
@@ -192,14 +123,30 @@ pub async fn land_candidates(
         .try_collect()
         .await?;
 
-    // 2. Claim feed ids in landing order; content seen before is reported, not re-landed.
+    // 2. A feed of this date left `landing` by a crash whose content is no longer in the
+    // landing zone (the file was replaced or removed) can never be finished: abandon it, so
+    // that it blocks neither silver nor later runs. The file's current content, if any, is a
+    // new feed below.
     let mut report = LandReport::default();
+    let present: std::collections::HashSet<(&str, Dataset, &str)> =
+        hashed.iter().map(|(c, sha, _, _)| (c.partner.as_str(), c.dataset, sha.as_str())).collect();
+    for mut rec in registry.feeds_for_date(date).await? {
+        if rec.status == FeedStatus::Landing && !present.contains(&(rec.partner.as_str(), rec.dataset, rec.sha256.as_str())) {
+            rec.status = FeedStatus::Abandoned;
+            rec.reason = Some(CHANGED_WHILE_LANDING.into());
+            rec.detail = Some("an interrupted landing whose content is no longer in the landing zone (the file was replaced or removed); its current content, if any, is a new feed".into());
+            registry.save(&rec).await?;
+            report.ignored.push(Ignored { path: rec.source.clone(), reason: format!("{CHANGED_WHILE_LANDING}: feed {} abandoned: {}", rec.feed_id, rec.detail.as_deref().unwrap_or_default()) });
+        }
+    }
+
+    // 3. Claim feed ids in landing order; content seen before is reported, not re-landed.
     let mut next = registry.max_feed_number().await?;
     let mut seen_in_run = std::collections::HashSet::new();
     let mut jobs = Vec::new();
     for (c, sha, bytes, existing) in hashed {
         match existing {
-            Some(rec) if rec.status != FeedStatus::Landing => {
+            Some(rec) if matches!(rec.status, FeedStatus::Landed | FeedStatus::Quarantined) => {
                 let outcome = FeedOutcome { action: LandAction::AlreadyLanded, feed: rec };
                 on_feed(&outcome);
                 report.feeds.push(outcome);
@@ -214,7 +161,8 @@ pub async fn land_candidates(
                 report.feeds.push(outcome);
             }
             Some(rec) => {
-                // A landing that a crash interrupted: finish it under the same id.
+                // A landing that a crash interrupted (or abandoned, and the same content is
+                // back): finish it under the same id.
                 let mut feed = new_record(landing, &c, &sha, bytes, &ingested_at);
                 feed.feed_id = rec.feed_id;
                 jobs.push((c, feed));
@@ -227,20 +175,27 @@ pub async fn land_candidates(
         }
     }
 
-    // 3. Land the new files, `concurrency` at a time, each on its own task.
+    // 4. Land the new files, `concurrency` at a time, each on its own task.
     let landed = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<FeedOutcome> = futures::stream::iter(jobs)
-        .map(|(c, feed)| {
+    let results: Vec<Result<FeedOutcome, Ignored>> = futures::stream::iter(jobs.into_iter().enumerate())
+        .map(|(i, (c, feed))| {
             let landing = landing.clone();
             let lake = lake.clone();
-            tokio::spawn(async move { land_one(&landing, &lake, &c, feed).await })
+            tokio::spawn(async move {
+                lake::fault::point("bronze.land_one", i).await;
+                land_one(&landing, &lake, &c, feed).await
+            })
         })
         .buffered(concurrency.max(1))
         .map(|joined| match joined {
             Ok(r) => r,
             Err(e) => Err(BronzeError::Input { path: "landing task".into(), message: format!("a landing task failed: {e}") }),
         })
-        .inspect_ok(|o| on_feed(o))
+        .inspect_ok(|o| {
+            if let Ok(o) = o {
+                on_feed(o)
+            }
+        })
         .and_then(|o| {
             let n = landed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async move {
@@ -250,7 +205,12 @@ pub async fn land_candidates(
         })
         .try_collect()
         .await?;
-    report.feeds.extend(results);
+    for r in results {
+        match r {
+            Ok(o) => report.feeds.push(o),
+            Err(ignored) => report.ignored.push(ignored),
+        }
+    }
     report.feeds.sort_by(|a, b| a.feed.feed_id.cmp(&b.feed.feed_id));
     Ok(report)
 }
@@ -272,6 +232,7 @@ fn new_record(landing: &Location, c: &Candidate, sha: &str, bytes: u64, at: &chr
         malformed_rows: 0,
         columns: Vec::new(),
         extra_columns: Vec::new(),
+        renamed_columns: Vec::new(),
         raw_path: paths::raw_file(c.dataset, &c.partner, c.date, sha, &c.file_name).to_string(),
         bronze_path: None,
         ingested_at: at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -300,8 +261,9 @@ fn writer_properties(feed: &FeedRecord) -> WriterProperties {
 }
 
 /// Streams one file: the raw copy and the Parquet conversion in the same pass, so memory is
-/// bounded by one batch whatever the file size.
-async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: FeedRecord) -> Result<FeedOutcome, BronzeError> {
+/// bounded by one batch whatever the file size. A file that changed since it was hashed is
+/// abandoned (`Err(Ignored)`, registry status `abandoned`): the next run lands its final content.
+async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: FeedRecord) -> Result<Result<FeedOutcome, Ignored>, BronzeError> {
     let raw_path = Path::from(feed.raw_path.as_str());
     let bronze_path = lake.path(&paths::bronze_feed(c.dataset, &c.partner, c.date, &feed.feed_id));
     let raw_exists = match lake.store.head(&raw_path).await {
@@ -320,8 +282,20 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
 
     let mut stream = Box::pin(lake::read_stream(landing.store.clone(), c.path.clone(), feed.bytes));
     let mut more = true;
+    let mut vanished = false;
     while more {
-        let chunk = stream.try_next().await.map_err(|e| store_err(landing, &c.path, e))?;
+        let chunk = match stream.try_next().await {
+            Ok(chunk) => chunk,
+            // A file truncated or removed while it is read: abandoned below, not an error.
+            Err(e) => match landing.store.head(&c.path).await {
+                Ok(meta) if meta.size == feed.bytes => return Err(store_err(landing, &c.path, e)),
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {
+                    vanished = true;
+                    break;
+                }
+                Err(_) => return Err(store_err(landing, &c.path, e)),
+            },
+        };
         match &chunk {
             Some(chunk) => {
                 hasher.update(chunk);
@@ -369,18 +343,26 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
     }
 
     let sha = hex(&hasher.finalize());
-    let size_now = landing.store.head(&c.path).await.map_err(|e| store_err(landing, &c.path, e))?.size;
-    if sha != feed.sha256 || size_now != feed.bytes {
+    let size_now = match landing.store.head(&c.path).await {
+        Ok(meta) => Some(meta.size),
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => return Err(store_err(landing, &c.path, e)),
+    };
+    if vanished || sha != feed.sha256 || size_now != Some(feed.bytes) {
         if let Some(w) = writer {
             let _ = w.into_inner().abort().await;
         }
         if let Some(mut w) = raw_writer {
             let _ = w.abort().await;
         }
-        return Err(BronzeError::Input {
-            path: landing.describe(&c.path),
-            message: "the file changed while it was being landed; nothing was registered, run again once the upload is complete".into(),
-        });
+        feed.status = FeedStatus::Abandoned;
+        feed.reason = Some(CHANGED_WHILE_LANDING.into());
+        feed.detail = Some("the file changed while it was being landed; the next run lands its final content".into());
+        Registry::new(lake).save(&feed).await?;
+        return Ok(Err(Ignored {
+            path: feed.source.clone(),
+            reason: format!("{CHANGED_WHILE_LANDING}: feed {} abandoned: the file changed while it was being landed; run bronze again once the upload is complete", feed.feed_id),
+        }));
     }
     if let Some(mut w) = raw_writer {
         w.shutdown().await.map_err(|source| BronzeError::Io { path: lake.describe(&raw_path), source })?;
@@ -390,6 +372,7 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
     if let Some(h) = &sink.header {
         feed.columns = h.columns.clone();
         feed.extra_columns = h.extra.clone();
+        feed.renamed_columns = h.renamed.clone();
     }
     let action = match problem {
         Some(p) => {
@@ -414,7 +397,7 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
         }
     };
     Registry::new(lake).save(&feed).await?;
-    Ok(FeedOutcome { action, feed })
+    Ok(Ok(FeedOutcome { action, feed }))
 }
 
 /// `medallion ingest`: copies local files into the landing zone at

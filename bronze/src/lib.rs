@@ -4,10 +4,12 @@
 //! quarantined whole with its reason and the run goes on. Landing is idempotent by content.
 
 pub mod csv;
+mod discover;
 mod land;
 mod sink;
 
-pub use land::{discover, ingest_files, land_date, Candidate, FeedOutcome, Ignored, LandAction, LandReport};
+pub use discover::{discover, Candidate, Ignored, NOT_A_REGULAR_FILE};
+pub use land::{ingest_files, land_date, FeedOutcome, LandAction, LandReport, CHANGED_WHILE_LANDING};
 pub use lake::registry::{FeedRecord, FeedStatus, Registry, RegistryError};
 pub use sink::LINEAGE_COLUMNS;
 

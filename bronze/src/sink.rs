@@ -31,6 +31,8 @@ impl From<CsvError> for FileProblem {
 pub struct Header {
     pub columns: Vec<String>,
     pub extra: Vec<String>,
+    /// Extra columns renamed because their name collides with an internal one (`old → new`).
+    pub renamed: Vec<String>,
     pub schema: SchemaRef,
 }
 
@@ -45,12 +47,6 @@ pub fn check_header(dataset: Dataset, raw: &[&[u8]], line: u64) -> Result<Header
         let mut norm = name.trim().to_lowercase();
         if norm.is_empty() {
             norm = format!("_col{}", i + 1);
-        }
-        if LINEAGE_COLUMNS.contains(&norm.as_str()) {
-            return Err(FileProblem {
-                reason: "reserved_column",
-                detail: format!("header column {} is named {norm:?}, a name reserved for lineage", i + 1),
-            });
         }
         if let Some(first) = columns.iter().position(|c| c == &norm) {
             return Err(FileProblem {
@@ -67,6 +63,24 @@ pub fn check_header(dataset: Dataset, raw: &[&[u8]], line: u64) -> Result<Header
             detail: format!("the {dataset} header lacks required column(s): {}", missing.join(", ")),
         });
     }
+    // An extra column must not collide with anything internal: a name starting with `_`
+    // (lineage, helper columns) or a hive partition column of the lake (`partner`,
+    // `ingest_date`) is renamed `extra_<name>` in bronze Parquet (the raw copy keeps the
+    // header as sent) and reported.
+    let mut renamed = Vec::new();
+    for i in 0..columns.len() {
+        let name = columns[i].clone();
+        let generated = raw.get(i).is_some_and(|r| r.iter().all(u8::is_ascii_whitespace)); // `_col<N>`
+        if dataset.column(&name).is_some() || generated || !is_internal_name(&name) {
+            continue;
+        }
+        let mut new = format!("extra_{name}");
+        while columns.contains(&new) {
+            new = format!("extra_{new}");
+        }
+        columns[i] = new.clone();
+        renamed.push(format!("{name} → {new}"));
+    }
     let extra = columns.iter().filter(|c| dataset.column(c).is_none()).cloned().collect();
     let mut fields: Vec<Field> = columns.iter().map(|c| Field::new(c, DataType::Utf8, true)).collect();
     fields.push(Field::new("_feed_id", DataType::Utf8, false));
@@ -75,7 +89,16 @@ pub fn check_header(dataset: Dataset, raw: &[&[u8]], line: u64) -> Result<Header
     fields.push(Field::new("_line_number", DataType::Int64, false));
     fields.push(Field::new("_raw_line", DataType::Utf8, true));
     fields.push(Field::new("_ingested_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false));
-    Ok(Header { columns, extra, schema: Arc::new(Schema::new(fields)) })
+    Ok(Header { columns, extra, renamed, schema: Arc::new(Schema::new(fields)) })
+}
+
+/// Hive partition columns of the lake's tables (`…/partner=x/ingest_date=D/`).
+const PARTITION_COLUMNS: [&str; 2] = ["partner", "ingest_date"];
+
+/// Whether an extra header column's name could collide with a lineage, helper or partition
+/// column.
+fn is_internal_name(name: &str) -> bool {
+    name.starts_with('_') || PARTITION_COLUMNS.contains(&name)
 }
 
 /// Collects records into batches.
@@ -200,10 +223,25 @@ mod tests {
         assert!(e.detail.contains("price"), "{}", e.detail);
         let e = header(&["sku", "name", "Sku", "category", "price"]).err().unwrap();
         assert_eq!(e.reason, "duplicate_column");
-        let e = header(&["sku", "name", "category", "price", "_feed_id"]).err().unwrap();
-        assert_eq!(e.reason, "reserved_column");
         let h = header(&["sku", "name", "category", "price", ""]).unwrap();
         assert_eq!(h.extra, vec!["_col5"]);
+        assert!(h.renamed.is_empty());
+    }
+
+    #[test]
+    fn colliding_extra_columns_are_renamed() {
+        let h = header(&["sku", "_feed_id", "name", "_Present_SKU", "category", "price", "Partner", "ingest_date", "extra_partner", "_col9", "", "_raw_line"]).unwrap();
+        assert_eq!(
+            h.columns,
+            vec!["sku", "extra__feed_id", "name", "extra__present_sku", "category", "price", "extra_extra_partner", "extra_ingest_date", "extra_partner", "extra__col9", "_col11", "extra__raw_line"]
+        );
+        assert_eq!(h.renamed.len(), 6, "{:?}", h.renamed);
+        assert!(h.renamed.contains(&"_present_sku → extra__present_sku".to_string()));
+        let names: Vec<&str> = h.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
     }
 
     #[test]

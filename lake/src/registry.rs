@@ -38,6 +38,10 @@ pub enum FeedStatus {
     Landed,
     /// Refused whole (reason says why); the raw copy is kept for audit.
     Quarantined,
+    /// Given up before it was landed: the file changed while it was being landed, or was
+    /// replaced or removed after a crash left it `landing` (reason `changed_while_landing`).
+    /// Its content no longer exists in the landing zone; readers ignore it.
+    Abandoned,
 }
 
 impl FeedStatus {
@@ -46,6 +50,7 @@ impl FeedStatus {
             FeedStatus::Landing => "landing",
             FeedStatus::Landed => "landed",
             FeedStatus::Quarantined => "quarantined",
+            FeedStatus::Abandoned => "abandoned",
         }
     }
 }
@@ -77,6 +82,10 @@ pub struct FeedRecord {
     pub columns: Vec<String>,
     /// Columns the contract does not define (schema drift): kept in bronze, ignored by silver.
     pub extra_columns: Vec<String>,
+    /// Extra columns renamed in bronze because their name collided with a lineage, helper or
+    /// partition column (`old → new`); the raw copy keeps the header as sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renamed_columns: Vec<String>,
     /// Lake path of the immutable raw copy.
     pub raw_path: String,
     /// Lake path of the bronze Parquet file (none when quarantined).

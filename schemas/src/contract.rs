@@ -104,7 +104,8 @@ pub enum ColumnType {
     Bool,
     /// `YYYY-MM-DD`; a timestamp is accepted and keeps its UTC date.
     Date,
-    /// RFC 3339, `YYYY-MM-DD HH:MM:SS` (UTC) or a plain date (midnight UTC).
+    /// RFC 3339 with its `Z` or offset, `YYYY-MM-DD HH:MM:SS` (UTC; no zone, no fraction) or a
+    /// plain date (midnight UTC).
     Timestamp,
     /// Three letters, upper-cased; `USD` when absent.
     Currency,
@@ -279,8 +280,14 @@ pub fn validate_partner_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// Longest lake form of a file name: the raw copy is stored under the name as lake paths
+/// encode it ([`crate::paths::encode_segment`]: a non-ASCII or special byte takes 3 bytes), and
+/// local filesystems cap one path component at 255 bytes.
+pub const MAX_ENCODED_FILE_NAME: usize = 255;
+
 /// Feed file names become one path component in the lake: no separators, no `.`/`..`,
-/// no control characters, at most 200 bytes.
+/// no control characters (DEL included), at most 200 bytes, and at most 255 bytes once
+/// percent-encoded for the lake.
 pub fn validate_file_name(name: &str) -> Result<(), String> {
     let bad = name.is_empty()
         || name == "."
@@ -288,12 +295,17 @@ pub fn validate_file_name(name: &str) -> Result<(), String> {
         || name.len() > 200
         || name.chars().any(|c| c == '/' || c == '\\' || c.is_control());
     if bad {
-        Err(format!(
+        return Err(format!(
             "invalid feed file name {name:?}: a name must be one path component (no '/', '\\', control characters, '.' or '..'), at most 200 bytes"
-        ))
-    } else {
-        Ok(())
+        ));
     }
+    let encoded = crate::paths::encode_segment(name).len();
+    if encoded > MAX_ENCODED_FILE_NAME {
+        return Err(format!(
+            "invalid feed file name {name:?}: {encoded} bytes once percent-encoded for the lake (non-ASCII and special characters take 3 bytes each), at most {MAX_ENCODED_FILE_NAME}"
+        ));
+    }
+    Ok(())
 }
 
 /// Run dates are `YYYY-MM-DD` (see [`crate::RunDate`], which callers should keep).
@@ -318,9 +330,15 @@ mod tests {
     #[test]
     fn file_names() {
         assert!(validate_file_name("orders_2026-11-20.csv").is_ok());
-        for bad in ["", ".", "..", "a/b.csv", "..\\x", "a\nb"] {
+        for bad in ["", ".", "..", "a/b.csv", "..\\x", "a\nb", "a\tb.csv", "a\rb.csv", "a\u{7f}.csv", "a\0.csv"] {
             assert!(validate_file_name(bad).is_err(), "{bad:?}");
         }
+        // 199 bytes of ASCII land; 199 bytes of two-byte characters would be 597 bytes on disk
+        assert!(validate_file_name(&format!("{}.csv", "a".repeat(195))).is_ok());
+        let long = format!("{}.csv", "é".repeat(97) + "x");
+        assert_eq!(long.len(), 199);
+        assert!(validate_file_name(&long).unwrap_err().contains("percent-encoded"));
+        assert!(validate_file_name(&format!("{}.csv", "é".repeat(40))).is_ok(), "84 bytes, 244 encoded");
     }
 
     #[test]

@@ -16,9 +16,14 @@ pub fn normalize(raw: Option<&str>) -> Option<&str> {
     (!t.is_empty()).then_some(t)
 }
 
-/// Strings: trimmed, internal runs of whitespace collapsed to one space. None when empty.
+/// Strings: trimmed, internal runs of whitespace collapsed to one space. None when empty,
+/// and None when the value contains NUL (U+0000), which is invalid in any column: no
+/// warehouse text type can hold it.
 pub fn clean_string(raw: Option<&str>) -> Option<String> {
     let t = normalize(raw)?;
+    if has_nul(t) {
+        return None;
+    }
     if !t.chars().any(char::is_whitespace) {
         return Some(t.to_string());
     }
@@ -36,6 +41,11 @@ pub fn clean_string(raw: Option<&str>) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Whether a value contains NUL (U+0000): invalid in any column (CONTRACT.md §1).
+pub fn has_nul(s: &str) -> bool {
+    s.as_bytes().contains(&0)
 }
 
 /// Each space-separated word: an upper-case first letter, the rest lower-case.
@@ -146,9 +156,10 @@ fn two(b: &[u8], i: usize) -> Option<u32> {
     (x.is_ascii_digit() && y.is_ascii_digit()).then(|| ((x - b'0') * 10 + (y - b'0')) as u32)
 }
 
-/// Timestamps, in microseconds since the epoch (UTC): RFC 3339 (`T`/`t` or a space between
-/// date and time, `Z`/`z` or `±HH:MM`, optional fraction), `YYYY-MM-DD HH:MM:SS[.f]` (UTC),
-/// or a plain date (midnight UTC). Seconds are required whenever a time is given.
+/// Timestamps, in microseconds since the epoch (UTC): RFC 3339 (`T`/`t` between date and
+/// time, optional fraction, then `Z`/`z` or `±HH:MM`, which is required),
+/// `YYYY-MM-DD HH:MM:SS` (UTC; no fraction, no zone), or a plain date (midnight UTC).
+/// Seconds are required whenever a time is given.
 pub fn parse_timestamp(s: &str) -> Option<i64> {
     if s.len() == 10 {
         return Some(strict_date(s)?.and_time(NaiveTime::MIN).and_utc().timestamp_micros());
@@ -157,9 +168,14 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     if b.len() < 19 {
         return None;
     }
-    let date = strict_date(&s[..10])?;
+    // `get`, not `[..10]`: byte 10 of a hostile value may fall inside a character.
+    let date = strict_date(s.get(..10)?)?;
     if !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
         return None;
+    }
+    let space_form = b[10] == b' ';
+    if space_form && b.len() != 19 {
+        return None; // the space form takes neither a fraction nor a zone
     }
     let (h, mi, sec) = (two(b, 11)?, two(b, 14)?, two(b, 17)?);
     let time = NaiveTime::from_hms_opt(h, mi, sec)?;
@@ -181,7 +197,8 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
         i = end;
     }
     let offset_secs: i64 = match &b[i..] {
-        [] => 0,
+        [] if space_form => 0,
+        [] => return None, // RFC 3339 needs its `Z` or offset
         [b'Z' | b'z'] => 0,
         [sign @ (b'+' | b'-'), rest @ ..] if rest.len() == 5 && rest[2] == b':' => {
             let oh = two(rest, 0)? as i64;
@@ -247,6 +264,9 @@ mod tests {
         assert_eq!(normalize(Some("")), None);
         assert_eq!(normalize(None), None);
         assert_eq!(clean_string(Some("  Big \t  Blue\n Lamp ")), Some("Big Blue Lamp".into()));
+        assert_eq!(clean_string(Some("Big\0Lamp")), None, "NUL is invalid in any column");
+        assert_eq!(clean_string(Some("\0")), None);
+        assert!(has_nul("a\0") && !has_nul("a"));
         assert_eq!(title_case("home & garden"), "Home & Garden");
         assert_eq!(title_case("HOME & GARDEN"), "Home & Garden");
         assert_eq!(title_case("o'neil's toys"), "O'neil's Toys");
@@ -307,7 +327,12 @@ mod tests {
         assert_eq!(ts("2026-11-20T13:45:00.5+00:00").unwrap(), "2026-11-20T13:45:00.500000Z");
         assert_eq!(ts("2026-11-20 13:45:00").unwrap(), "2026-11-20T13:45:00.000000Z");
         assert_eq!(ts("2026-11-20").unwrap(), "2026-11-20T00:00:00.000000Z");
-        for s in ["2026-11-20T13:45", "2026-11-20T13:45Z", "2026-11-31", "2026-11-20T25:00:00Z", "11/20/2026", "2026-11-20T13:45:00+0200", "2026-11-20T13:45:00 Z", "2026-1-20", "20261120", "2026-11-20T13:45:00.Z", "yesterday"] {
+        for s in ["2026-11-20T13:45", "2026-11-20T13:45Z", "2026-11-31", "2026-11-20T25:00:00Z", "11/20/2026", "2026-11-20T13:45:00+0200", "2026-11-20T13:45:00 Z", "2026-1-20", "20261120", "2026-11-20T13:45:00.Z", "yesterday",
+            // CONTRACT.md §1: RFC 3339 needs its zone; the space form takes no zone nor fraction
+            "2026-11-15T10:00:00", "2026-11-15t10:00:00.5", "2026-11-15 10:00:00Z", "2026-11-15 10:00:00z",
+            "2026-11-15 10:00:00.5", "2026-11-15 10:00:00+02:00", "2026-11-15 10:00:00 ", "2026-11-20T13:45:00Z\0",
+            // byte 10 inside a character (found by the fuzz test below: it panicked)
+            "2026-11-2\u{e9}T10:00:00Z", "a \u{1f300}  \u{a13}\u{1ee29}\u{1a90} "] {
             assert_eq!(ts(s), None, "{s}");
         }
     }
@@ -319,6 +344,10 @@ mod tests {
         assert_eq!(d("2026-11-20T01:00:00+02:00").unwrap(), "2026-11-19", "a timestamp keeps its UTC date");
         assert_eq!(d("2026-02-30"), None);
         assert_eq!(d("20261120"), None);
+        assert_eq!(d("2026-11-15 10:00:00").unwrap(), "2026-11-15");
+        for s in ["2026-11-15T10:00:00", "2026-11-15 10:00:00Z", "2026-11-15 10:00:00.5", "2026-11-15\0"] {
+            assert_eq!(d(s), None, "{s}: a date-typed column takes only what a timestamp column takes");
+        }
     }
 
     #[test]
@@ -337,5 +366,57 @@ mod tests {
         assert!(is_valid_country("US"));
         assert!(!is_valid_country("USA"));
         assert!(!is_valid_country("U1"));
+    }
+}
+
+/// Fuzzing the value rules: no input makes a parser panic, and what the pipeline writes
+/// parses back to the same value.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn parsers_never_panic(s in "\\PC{0,40}|[0-9T:Z+. ,$€£-]{0,30}|2026-11-[0-9é ]{1,20}") {
+            let _ = parse_money(&s);
+            let _ = parse_int(&s);
+            let _ = parse_bool(&s);
+            let _ = parse_timestamp(&s);
+            let _ = parse_date(&s);
+            let _ = parse_currency(&s);
+            let _ = clean_string(Some(&s));
+            let _ = title_case(&s);
+            let _ = is_valid_email(&s);
+        }
+
+        #[test]
+        fn arbitrary_bytes_as_text_never_panic(b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let s = String::from_utf8_lossy(&b);
+            let _ = parse_timestamp(&s);
+            let _ = parse_date(&s);
+            let _ = parse_money(&s);
+        }
+
+        #[test]
+        fn ints_round_trip(i in any::<i64>()) {
+            prop_assert_eq!(parse_int(&i.to_string()), Some(i));
+        }
+
+        #[test]
+        fn money_round_trips(v in -999_999_999_999_999_999i64..=999_999_999_999_999_999) {
+            prop_assert_eq!(parse_money(&format_scaled(v)), Some(v));
+        }
+
+        #[test]
+        fn timestamps_round_trip(us in -62_135_596_800_000_000i64..253_402_300_799_999_999) {
+            let t = DateTime::<Utc>::from_timestamp_micros(us).unwrap();
+            prop_assert_eq!(parse_timestamp(&t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()), Some(us));
+            let secs = us.div_euclid(1_000_000) * 1_000_000;
+            prop_assert_eq!(parse_timestamp(&t.format("%Y-%m-%d %H:%M:%S").to_string()), Some(secs));
+            prop_assert_eq!(parse_timestamp(&t.format("%Y-%m-%dT%H:%M:%S").to_string()), None, "RFC 3339 needs a zone");
+        }
     }
 }

@@ -14,6 +14,8 @@ use schemas::{ColumnType, Dataset, Rule};
 
 /// Name of the column holding the rejection reason (null for valid rows).
 pub const REASON: &str = "_reason";
+/// Every lineage column bronze adds (never renamed, never part of the raw JSON).
+const BRONZE_LINEAGE: [&str; 6] = ["_feed_id", "_source_file", "_row_number", "_line_number", "_raw_line", "_ingested_at"];
 /// Bronze lineage columns carried into silver.
 pub const LINEAGE: [&str; 4] = ["_feed_id", "_source_file", "_row_number", "_line_number"];
 
@@ -135,6 +137,32 @@ pub fn clean_feed(dataset: Dataset, df: DataFrame) -> PolarsResult<Cleaned> {
     let header: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
     let has = |c: &str| header.iter().any(|h| h == c);
 
+    // 0. Only contract and lineage columns keep their names. Every other column (schema
+    // drift) is renamed by position to `_EXTRA_<i>`, a name no header can have (bronze
+    // lower-cases headers), so that no header name can collide with a helper column below
+    // (`_raw_<col>`, `_present_<col>`, `_reason`, `_warn_<code>`) or be read as a Polars
+    // pattern (`*`, `^…$`). The raw JSON of rejected rows keeps the names as sent.
+    let mut fields: Vec<(String, String)> = Vec::new(); // (name as sent, column name here)
+    let renamed: Vec<Column> = df
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let name = c.name().to_string();
+            if dataset.column(&name).is_some() {
+                fields.push((name.clone(), raw_name(&name)));
+                c.clone()
+            } else if BRONZE_LINEAGE.contains(&name.as_str()) {
+                c.clone()
+            } else {
+                let internal = format!("_EXTRA_{i}");
+                fields.push((name, internal.clone()));
+                c.clone().with_name(internal.into())
+            }
+        })
+        .collect();
+    let df = DataFrame::new_infer_height(renamed)?;
+
     // 1. Keep the raw values under `_raw_<col>`; absent optional columns are null strings.
     let mut lf = df.lazy();
     let raw_cols: Vec<Expr> = columns
@@ -172,8 +200,11 @@ pub fn clean_feed(dataset: Dataset, df: DataFrame) -> PolarsResult<Cleaned> {
             reason = reason.when(p.clone().not()).then(lit(format!("missing_{}", c.name)));
         }
         if is_warn {
+            // A warn rule keeps the row, but NUL is invalid in any column (CONTRACT.md §1).
+            let nul = col(raw_name(c.name)).str().contains_literal(lit("\0")).fill_null(lit(false));
+            reason = reason.when(nul.clone()).then(lit(format!("invalid_{}", c.name)));
             let code = if c.rules.contains(&Rule::EmailWarn) { "invalid_email" } else { "invalid_country" };
-            warn_cols.push((code, p.clone().and(v.clone().is_null())));
+            warn_cols.push((code, p.clone().and(v.clone().is_null()).and(nul.not())));
         } else {
             reason = reason.when(p.clone().and(v.clone().is_null())).then(lit(format!("invalid_{}", c.name)));
         }
@@ -225,7 +256,7 @@ pub fn clean_feed(dataset: Dataset, df: DataFrame) -> PolarsResult<Cleaned> {
     let valid = valid_all.lazy().select(keep).collect()?;
 
     // Rejected rows: lineage, reason and the raw values as sent.
-    let raw_json = raw_values_json(&rejected_all, dataset, &header)?;
+    let raw_json = raw_values_json(&rejected_all, &fields)?;
     let mut rejected = rejected_all.select(LINEAGE.iter().copied().chain([REASON]))?;
     rejected.with_column(Column::new("_raw".into(), raw_json))?;
     Ok(Cleaned { valid, rejected, warnings })
@@ -233,17 +264,11 @@ pub fn clean_feed(dataset: Dataset, df: DataFrame) -> PolarsResult<Cleaned> {
 
 /// The raw values of rejected rows as JSON objects (header order, extra columns included), or
 /// the raw line for malformed rows.
-fn raw_values_json(df: &DataFrame, dataset: Dataset, header: &[String]) -> PolarsResult<Vec<String>> {
+/// `fields`: (name as sent, column holding its raw value), in header order.
+fn raw_values_json(df: &DataFrame, fields: &[(String, String)]) -> PolarsResult<Vec<String>> {
     let n = df.height();
-    let lineage = ["_feed_id", "_source_file", "_row_number", "_line_number", "_raw_line", "_ingested_at"];
-    let cols: Vec<(&str, Column)> = header
-        .iter()
-        .filter(|h| !lineage.contains(&h.as_str()))
-        .map(|h| {
-            let name = if dataset.column(h).is_some() { raw_name(h) } else { h.clone() };
-            df.column(&name).cloned().map(|c| (h.as_str(), c))
-        })
-        .collect::<PolarsResult<_>>()?;
+    let cols: Vec<(&str, Column)> =
+        fields.iter().map(|(h, name)| df.column(name).cloned().map(|c| (h.as_str(), c))).collect::<PolarsResult<_>>()?;
     let raw_line = df.column("_raw_line")?.str()?.clone();
     let strs: Vec<&StringChunked> = cols.iter().map(|(_, c)| c.str()).collect::<PolarsResult<_>>()?;
     let mut out = Vec::with_capacity(n);
@@ -361,6 +386,59 @@ mod tests {
         assert_eq!(reasons(&c), vec!["malformed_row"]);
         assert_eq!(c.rejected.column("_raw").unwrap().str().unwrap().get(0), Some("O2,C,x,y,z"));
         assert_eq!(c.valid.column("status").unwrap().str().unwrap().get(0), Some("cancelled"));
+    }
+
+    /// CONTRACT.md §1: a value containing NUL is invalid in any column, strings and warn
+    /// columns included (no warehouse text type can hold it).
+    #[test]
+    fn nul_is_invalid_in_every_column() {
+        let df = bronze(&[
+            ("sku", vec![Some("A"), Some("B"), Some("C\0"), Some("D")]),
+            ("name", vec![Some("Lamp\0 deluxe"), Some("n"), Some("n"), Some("n")]),
+            ("category", vec![Some("c"), Some("c"), Some("c"), Some("c")]),
+            ("price", vec![Some("1"), Some("1\0"), Some("1"), Some("1")]),
+        ]);
+        let c = clean_feed(Dataset::Products, df).unwrap();
+        assert_eq!(reasons(&c), vec!["invalid_name", "invalid_price", "invalid_sku"]);
+        assert_eq!(c.valid.height(), 1);
+        let raw = c.rejected.column("_raw").unwrap().str().unwrap().get(0).unwrap().to_string();
+        assert!(raw.contains("Lamp\\u0000 deluxe"), "the raw value is kept as sent: {raw}");
+        let df = bronze(&[
+            ("customer_id", vec![Some("C1"), Some("C2"), Some("C3")]),
+            ("email", vec![Some("a\0@b.co"), Some("bad"), Some("a@b.co")]),
+            ("country", vec![Some("us"), Some("us"), Some("u\0")]),
+        ]);
+        let c = clean_feed(Dataset::Customers, df).unwrap();
+        assert_eq!(reasons(&c), vec!["invalid_email", "invalid_country"], "warn rules keep a row, NUL does not");
+        assert_eq!(c.warnings.get("invalid_email"), Some(&1));
+    }
+
+    /// Extra columns named like a helper column, a lineage-looking name or a Polars pattern
+    /// neither crash cleaning nor shadow a contract column; the raw JSON keeps their names.
+    #[test]
+    fn extra_columns_never_collide_with_helpers() {
+        let n = |v: &'static str| vec![Some(v), Some(v)];
+        let df = bronze(&[
+            ("sku", vec![Some("A"), Some("B")]),
+            ("_present_sku", n("false")),
+            ("_raw_sku", n("zzz")),
+            ("name", vec![Some("n"), None]),
+            ("_reason", n("nope")),
+            ("_warn_invalid_email", n("true")),
+            ("*", n("star")),
+            ("^.*$", n("regex")),
+            ("_extra_0", n("e")),
+            ("_EXTRA_1", n("E")),
+            ("category", n("c")),
+            ("price", n("1")),
+        ]);
+        let c = clean_feed(Dataset::Products, df).unwrap();
+        assert_eq!(reasons(&c), vec!["missing_name"]);
+        assert_eq!(c.valid.column("sku").unwrap().str().unwrap().get(0), Some("A"));
+        let raw = c.rejected.column("_raw").unwrap().str().unwrap().get(0).unwrap().to_string();
+        for part in [r#""_present_sku":"false""#, r#""_raw_sku":"zzz""#, r#""sku":"B""#, r#""*":"star""#, r#""_extra_0":"e""#, r#""_EXTRA_1":"E""#] {
+            assert!(raw.contains(part), "{part} in {raw}");
+        }
     }
 
     fn valid_sample(c: &schemas::Column) -> &'static str {

@@ -25,5 +25,6 @@ mod cli;
 mod silver;
 mod common;
 mod gold;
+mod hostile;
 mod ops;
 mod pipeline;

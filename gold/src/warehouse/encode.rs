@@ -31,6 +31,33 @@ pub(crate) fn columns<'a>(t: &GoldTable, b: &'a RecordBatch) -> Vec<Col<'a>> {
         .collect()
 }
 
+/// Largest magnitude, in cents, of a NUMERIC(18,2) value (16 integer digits).
+const MAX_MONEY_CENTS: u128 = 10u128.pow(18) - 1;
+
+/// Checks that every value of `batches` fits its warehouse column, before anything is written:
+/// no NUL in text (PostgreSQL text cannot hold U+0000: silver rejects such values, so one here
+/// is a bug, never to be stripped silently) and money within NUMERIC(18,2). The error is
+/// (column, 0-based row across the batches, message).
+pub(crate) fn check_loadable(t: &GoldTable, batches: &[RecordBatch]) -> Result<(), (String, usize, String)> {
+    let mut base = 0;
+    for b in batches {
+        for (c, col) in t.columns.iter().zip(columns(t, b)) {
+            let bad = match col {
+                Col::Text(a) => (0..a.len()).find(|&r| a.is_valid(r) && a.value(r).contains('\0')).map(|r| (r, "text contains NUL (U+0000)".to_string())),
+                Col::Money(a) => (0..a.len())
+                    .find(|&r| a.is_valid(r) && a.value(r).unsigned_abs() > MAX_MONEY_CENTS)
+                    .map(|r| (r, format!("{} does not fit NUMERIC(18,2)", money_string(a.value(r))))),
+                _ => None,
+            };
+            if let Some((r, message)) = bad {
+                return Err((c.name.clone(), base + r, message));
+            }
+        }
+        base += b.num_rows();
+    }
+    Ok(())
+}
+
 /// Days between 1970-01-01 and 2000-01-01 (PostgreSQL's date epoch).
 const PG_EPOCH_DAYS: i32 = 10_957;
 
@@ -189,6 +216,38 @@ mod tests {
         assert_eq!(enc(1_000_000), (1, 0, vec![1])); // 10000.00
         assert_eq!(enc(123_456_789_05), (2, 0, vec![1, 2345, 6789, 500])); // 123456789.05
         assert_eq!(enc(999_999_999_999_999_999), (3, 0, vec![9999, 9999, 9999, 9999, 9900])); // 9999999999999999.99
+    }
+
+    #[test]
+    fn unloadable_values_are_found_before_loading() {
+        use crate::models::{GoldColumn, GoldType};
+        use arrow::array::{Decimal128Array, StringArray};
+        use std::sync::Arc;
+        let col = |name: &str, ty| GoldColumn { name: name.into(), ty, nullable: true, doc: String::new(), accepted_values: Vec::new() };
+        let t = GoldTable {
+            name: "t".into(),
+            doc: String::new(),
+            date_column: None,
+            grain: Vec::new(),
+            indexes: Vec::new(),
+            columns: vec![col("name", GoldType::Text), col("amount", GoldType::Money)],
+        };
+        let batch = |names: Vec<Option<&str>>, cents: Vec<Option<i128>>| {
+            let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new("name", arrow::datatypes::DataType::Utf8, true),
+                arrow::datatypes::Field::new("amount", arrow::datatypes::DataType::Decimal128(18, 2), true),
+            ]));
+            let amounts = Decimal128Array::from(cents).with_precision_and_scale(18, 2).unwrap();
+            RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(names)), Arc::new(amounts)]).unwrap()
+        };
+        let ok = batch(vec![Some("a"), None], vec![Some(MAX_MONEY_CENTS as i128), Some(-(MAX_MONEY_CENTS as i128))]);
+        assert_eq!(check_loadable(&t, &[ok.clone()]), Ok(()));
+        let nul = batch(vec![Some("ok"), Some("Lamp\0")], vec![Some(1), Some(1)]);
+        let (c, row, msg) = check_loadable(&t, &[ok.clone(), nul]).unwrap_err();
+        assert_eq!((c.as_str(), row), ("name", 3));
+        assert!(msg.contains("NUL"), "{msg}");
+        let big = batch(vec![Some("a")], vec![Some(MAX_MONEY_CENTS as i128 + 1)]);
+        assert_eq!(check_loadable(&t, &[big]).unwrap_err().0, "amount");
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub enum WarehouseError {
     Query { url: String, message: String },
     #[error("warehouse {url}: migration {version} ({name}) was changed after it was applied (checksum {applied} in the warehouse, {now} in this binary); add a new migration instead")]
     MigrationChanged { url: String, version: i64, name: String, applied: String, now: String },
+    /// A computed value no warehouse column can hold; found before anything is written.
+    #[error("warehouse {url}: gold.{table}.{column}, row {row}: {message}; nothing was published")]
+    Unloadable { url: String, table: String, column: String, row: usize, message: String },
     #[error("warehouse {url}: {table}: {expected} rows computed but {found} rows visible after loading; the publish was rolled back")]
     RowCount { url: String, table: String, expected: u64, found: u64 },
 }
@@ -357,6 +360,15 @@ impl Warehouse {
     pub async fn publish(&mut self, outputs: &[GoldOutput], runs: &[PublishedRun]) -> Result<Vec<LoadedTable>, WarehouseError> {
         let d = self.dialect();
         let format = self.copy_format;
+        for o in outputs {
+            encode::check_loadable(o.table, &o.batches).map_err(|(column, row, message)| WarehouseError::Unloadable {
+                url: self.display.clone(),
+                table: o.table.name.clone(),
+                column,
+                row,
+                message,
+            })?;
+        }
         let mut tx = self.begin_write().await?;
         let mut loaded = Vec::new();
         for (i, o) in outputs.iter().enumerate() {
