@@ -200,8 +200,20 @@ fn evil_partner_is_refused_on_s3_before_any_write() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let root = lake::Location::open("bucket", &format!("s3://{bucket}"), false).unwrap();
     let all: Vec<_> = rt.block_on(async {
-        use futures::TryStreamExt;
-        root.store.list(None).try_collect::<Vec<_>>().await.unwrap()
+        use futures::StreamExt;
+        // hostile::s3_key_with_a_control_character… briefly holds a key that object_store
+        // cannot parse; only that error is tolerated here.
+        root.store
+            .list(None)
+            .filter_map(|r| async move {
+                match r {
+                    Ok(m) => Some(m),
+                    Err(object_store::Error::InvalidPath { .. }) => None,
+                    Err(e) => panic!("{e}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .await
     });
     assert!(all.iter().all(|m| !m.location.as_ref().contains("evil")), "an object named evil was written");
 }
