@@ -261,15 +261,26 @@ fn s3_key_with_a_control_character_is_reported_not_fatal() {
     let (bucket, prefix) = env.landing.strip_prefix("s3://").unwrap().split_once('/').unwrap();
     let var = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} is set by the test services"));
     let url = format!("{}/{bucket}/{prefix}/acme/products/2026-11-20/new%0Aline.csv", var("AWS_ENDPOINT_URL").trim_end_matches('/'));
-    let st = std::process::Command::new("curl")
-        .args(["-sS", "-f", "-X", "PUT", "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "--data-binary", "sku,name,category,price\n", "--aws-sigv4"])
-        .arg(format!("aws:amz:{}:s3", var("AWS_REGION")))
-        .arg("--user")
-        .arg(format!("{}:{}", var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")))
-        .arg(&url)
-        .status()
-        .expect("curl");
-    assert!(st.success(), "raw S3 PUT of a key with a newline");
+    let raw = move |method: &str| {
+        std::process::Command::new("curl")
+            .args(["-sS", "-f", "-X", method, "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD", "--data-binary", "sku,name,category,price\n", "--aws-sigv4"])
+            .arg(format!("aws:amz:{}:s3", var("AWS_REGION")))
+            .arg("--user")
+            .arg(format!("{}:{}", var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")))
+            .arg(&url)
+            .status()
+            .expect("curl")
+            .success()
+    };
+    /// The key must not outlive the test: other tests list the whole bucket.
+    struct Delete<F: Fn(&str) -> bool>(F);
+    impl<F: Fn(&str) -> bool> Drop for Delete<F> {
+        fn drop(&mut self) {
+            (self.0)("DELETE");
+        }
+    }
+    assert!(raw("PUT"), "raw S3 PUT of a key with a newline");
+    let _cleanup = Delete(raw);
     let r = bronze_within(&env, D, Duration::from_secs(120));
     let mut landed: Vec<String> = r["feeds"].as_array().unwrap().iter().map(|f| format!("{}/{}", f["feed"]["partner"].as_str().unwrap(), f["feed"]["file_name"].as_str().unwrap())).collect();
     landed.sort();
