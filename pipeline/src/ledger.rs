@@ -165,26 +165,19 @@ pub async fn abandon_runs(wh: &mut Warehouse, host: &str, pid: u32, why: &str) -
     let error = format!("abandoned: its process (pid {pid} on {host}) died while it ran; its lake lock was taken over ({why})");
     let mut statements = Vec::new();
     for id in &ids {
-        let mut a = Args::default();
-        let run = format!(
-            "UPDATE {} SET status = {}, finished_at = {}, error = {} WHERE run_id = {} AND status = 'running'",
-            t(wh, "runs"),
-            a.p(Param::text(JobStatus::Abandoned.as_str())),
-            a.p(Param::timestamp(&now())),
-            a.p(Param::text(&error)),
-            a.p(Param::text(id)),
-        );
-        statements.push(stmt(run, a));
-        let mut a = Args::default();
-        let jobs = format!(
-            "UPDATE {} SET status = {}, finished_at = {}, error = {} WHERE run_id = {} AND status = 'running'",
-            t(wh, "jobs"),
-            a.p(Param::text(JobStatus::Abandoned.as_str())),
-            a.p(Param::timestamp(&now())),
-            a.p(Param::text(&error)),
-            a.p(Param::text(id)),
-        );
-        statements.push(stmt(jobs, a));
+        // The run and its running jobs alike.
+        for table in ["runs", "jobs"] {
+            let mut a = Args::default();
+            let sql = format!(
+                "UPDATE {} SET status = {}, finished_at = {}, error = {} WHERE run_id = {} AND status = 'running'",
+                t(wh, table),
+                a.p(Param::text(JobStatus::Abandoned.as_str())),
+                a.p(Param::timestamp(&now())),
+                a.p(Param::text(&error)),
+                a.p(Param::text(id)),
+            );
+            statements.push(stmt(sql, a));
+        }
         let mut a = Args::default();
         statements.push(stmt(format!("UPDATE {} SET status = 'skipped' WHERE run_id = {} AND status = 'queued'", t(wh, "jobs"), a.p(Param::text(id))), a));
     }
