@@ -294,7 +294,7 @@ pub async fn list_feeds(_: Reader, State(state): State<AppState>, Query(q): Quer
 
 /// Feeds after number `start` in id order, reading at most SCAN_FACTOR x limit registry
 /// documents: (matching feeds, whether more may follow, the last number scanned).
-async fn scan_registry(state: &AppState, start: u64, limit: usize, keep: &dyn Fn(&FeedRecord) -> bool) -> Result<(Vec<FeedRecord>, bool, Option<u64>), ApiError> {
+async fn scan_registry(state: &AppState, start: u64, limit: usize, keep: &(dyn Fn(&FeedRecord) -> bool + Sync)) -> Result<(Vec<FeedRecord>, bool, Option<u64>), ApiError> {
     let prefix = lake::path(&schemas::paths::registry_feeds());
     let metas: Vec<_> = state.lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| ApiError::from(state.lake.classify(e)))?;
     let mut ids: Vec<u64> = metas

@@ -157,7 +157,7 @@ pub(crate) fn epoch_days(name: &str, value: &str) -> Result<i32, ApiError> {
 }
 
 pub(crate) fn check_partner(partner: &str) -> Result<(), ApiError> {
-    schemas::validate_partner_id(partner).map_err(|e| bad("partner", e))
+    schemas::contract::validate_partner_id(partner).map_err(|e| bad("partner", e))
 }
 
 fn and_all(filters: Vec<Expr>) -> Option<Expr> {
