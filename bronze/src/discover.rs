@@ -43,6 +43,10 @@ pub async fn discover(landing: &Location, date: RunDate) -> Result<(Vec<Candidat
     partners.sort();
     for partner_path in partners {
         let partner = partner_path.filename().unwrap_or_default().to_string();
+        if partner == crate::UPLOADS_DIR {
+            // Uploads in flight (`POST /v1/feeds`): never landed from here.
+            continue;
+        }
         if let Err(msg) = validate_partner_id(&partner) {
             ignored.push(Ignored { path: landing.describe(&partner_path), reason: msg });
             continue;
@@ -169,6 +173,10 @@ fn discover_local(root: &std::path::Path, display: &str, date: RunDate) -> Resul
     let io_err = |path: String| move |source: std::io::Error| BronzeError::Io { path, source };
     let top = list(root, &[], &mut ignored).map_err(io_err(display.to_string()))?;
     for (partner, t) in top {
+        if partner == crate::UPLOADS_DIR && t.is_dir() {
+            // Uploads in flight (`POST /v1/feeds`): never landed from here.
+            continue;
+        }
         if !t.is_dir() {
             let reason = if t.is_file() { "files at the top of the landing zone are not read".to_string() } else { format!("{NOT_A_REGULAR_FILE}: {}", kind(&t)) };
             ignored.push(Ignored { path: shown(&[&partner]), reason });

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::ObjectStoreExt;
 use parquet::arrow::async_writer::AsyncArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::KeyValue;
-use schemas::contract::{validate_file_name, validate_partner_id};
 use lake::Location;
 use schemas::{paths, Dataset, RunDate};
 use serde::Serialize;
@@ -398,77 +397,6 @@ async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: 
     };
     Registry::new(lake).save(&feed).await?;
     Ok(Ok(FeedOutcome { action, feed }))
-}
-
-/// `medallion ingest`: copies local files into the landing zone at
-/// `{partner}/{dataset}/{date}/{file name}`. Refuses a bad partner id or file name before
-/// writing anything, and never overwrites a different file of the same name.
-pub async fn ingest_files(
-    landing: &Location,
-    partner: &str,
-    dataset: &str,
-    date: RunDate,
-    files: &[std::path::PathBuf],
-) -> Result<Vec<String>, BronzeError> {
-    validate_partner_id(partner).map_err(BronzeError::Usage)?;
-    let ds = Dataset::parse(dataset).ok_or_else(|| {
-        BronzeError::Usage(format!("unknown dataset {dataset:?} (expected one of: {})", Dataset::ALL.map(|d| d.name()).join(", ")))
-    })?;
-    let mut targets = Vec::new();
-    for f in files {
-        let name = f.file_name().and_then(|n| n.to_str()).ok_or_else(|| BronzeError::Usage(format!("{}: not a file name", f.display())))?;
-        validate_file_name(name).map_err(BronzeError::Usage)?;
-        // Only regular files: a symlink is never followed (it could point anywhere, e.g.
-        // /etc/passwd), and a directory, FIFO, socket or device is named for what it is.
-        let kind = match std::fs::symlink_metadata(f) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("no such file"),
-            Err(source) => return Err(BronzeError::Io { path: f.display().to_string(), source }),
-            Ok(m) => {
-                use std::os::unix::fs::FileTypeExt;
-                let t = m.file_type();
-                if t.is_file() {
-                    None
-                } else if t.is_symlink() {
-                    Some("is a symbolic link (not followed: pass the file it points to)")
-                } else if t.is_dir() {
-                    Some("is a directory")
-                } else if t.is_fifo() {
-                    Some("is a FIFO (named pipe)")
-                } else if t.is_socket() {
-                    Some("is a socket")
-                } else {
-                    Some("is a device, not a regular file")
-                }
-            }
-        };
-        if let Some(kind) = kind {
-            return Err(BronzeError::Usage(format!("{}: {kind}; only regular files can be ingested", f.display())));
-        }
-        let date = date.to_string();
-        let path = Path::from_iter([partner, ds.name(), date.as_str(), name].map(object_store::path::PathPart::from));
-        targets.push((f, path));
-    }
-    let mut out = Vec::new();
-    for (f, path) in targets {
-        let data = tokio::fs::read(f).await.map_err(|source| BronzeError::Io { path: f.display().to_string(), source })?;
-        match landing.store.head(&path).await {
-            Ok(_) => {
-                let existing = landing.store.get(&path).await.map_err(|e| store_err(landing, &path, e))?.bytes().await.map_err(|e| store_err(landing, &path, e))?;
-                if existing.as_ref() != data.as_slice() {
-                    return Err(BronzeError::Usage(format!(
-                        "{} already exists in the landing zone with different content; rename the new file",
-                        landing.describe(&path)
-                    )));
-                }
-            }
-            Err(object_store::Error::NotFound { .. }) => {
-                landing.store.put(&path, PutPayload::from(data)).await.map_err(|e| store_err(landing, &path, e))?;
-            }
-            Err(e) => return Err(store_err(landing, &path, e)),
-        }
-        out.push(landing.describe(&path));
-    }
-    Ok(out)
 }
 
 #[allow(dead_code)]

@@ -5,11 +5,13 @@
 
 pub mod csv;
 mod discover;
+mod ingest;
 mod land;
 mod sink;
 
 pub use discover::{discover, Candidate, Ignored, NOT_A_REGULAR_FILE};
-pub use land::{ingest_files, land_date, FeedOutcome, LandAction, LandReport, CHANGED_WHILE_LANDING};
+pub use ingest::{ingest_files, ingest_stream, FeedTarget, IngestError, Ingested, UPLOADS_DIR};
+pub use land::{land_date, FeedOutcome, LandAction, LandReport, CHANGED_WHILE_LANDING};
 pub use lake::registry::{FeedRecord, FeedStatus, Registry, RegistryError};
 pub use sink::LINEAGE_COLUMNS;
 

@@ -155,6 +155,19 @@ campaign_performance}; bronze.<dataset>. Unqualified names are silver tables.")]
     #[command(after_help = "Examples:
   medallion contract > docs/feeds.md")]
     Contract,
+    /// Serve the pipeline over HTTP: feed upload, runs as jobs, the ledger, health and
+    /// Prometheus metrics, with API keys (see the README's "Service" section).
+    #[command(after_help = "Examples:
+  MEDALLION_API_KEYS='ingest:<key1>,operator:<key2>,reader:<key3>' medallion serve --landing ./landing
+  medallion serve --listen 0.0.0.0:8080 --api-keys-file /etc/medallion/keys --schedule \"0 1 * * *\"
+  medallion serve --insecure-no-auth                     local experiments only: no API keys
+
+API keys: one role:key entry per line (or comma-separated) in MEDALLION_API_KEYS and/or
+--api-keys-file; roles ingest (upload feeds), operator (queue and cancel runs; may also read)
+and reader (read endpoints). Keys are kept as SHA-256 digests. Without any key the server
+refuses to start unless --insecure-no-auth is given. Docs at http://<listen>/docs.
+SIGTERM: stop accepting, finish the running stage (the run is recorded cancelled), exit 0.")]
+    Serve(ServeArgs),
     /// List the feed registry: every landed or quarantined file, with counts and reasons.
     #[command(after_help = "Examples:
   medallion feeds
@@ -329,6 +342,42 @@ pub struct IngestArgs {
     pub landing: String,
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the bound address is printed).
+    #[arg(long, env = "MEDALLION_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Landing zone uploads go to and bronze reads: a local folder or s3://bucket/prefix.
+    #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
+    pub landing: String,
+    /// A file of API keys, one role:key per line (roles ingest, operator, reader); added to
+    /// those in MEDALLION_API_KEYS.
+    #[arg(long, env = "MEDALLION_API_KEYS_FILE")]
+    pub api_keys_file: Option<std::path::PathBuf>,
+    /// Serve without API keys: every request is allowed. For local experiments only.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// The largest feed an upload may send, in bytes (default 1 GiB).
+    #[arg(long, env = "MEDALLION_MAX_UPLOAD_BYTES", default_value_t = 1 << 30)]
+    pub max_upload_bytes: u64,
+    /// Seconds a request may take (an upload: seconds its body may stall).
+    #[arg(long, env = "MEDALLION_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout: u64,
+    /// Run the scheduler inside the service: a cron expression (UTC), e.g. "0 1 * * *";
+    /// each due date is queued like a POST /v1/runs.
+    #[arg(long, env = "MEDALLION_SCHEDULE")]
+    pub schedule: Option<String>,
+    /// With --schedule: at most this many missed days are caught up.
+    #[arg(long, default_value_t = 7)]
+    pub catch_up_days: u32,
+    /// Read-only warehouse connections the read endpoints keep at most.
+    #[arg(long, env = "MEDALLION_READ_CONNECTIONS", default_value_t = 4)]
+    pub read_connections: usize,
+    /// Retries of a stage that failed for a transient reason (S3 or PostgreSQL unreachable).
+    #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
+    pub retries: u32,
 }
 
 #[derive(clap::Args)]

@@ -16,6 +16,12 @@ const CONFIG_KEYS: &[(&str, &str)] = &[
     ("lock_timeout", "MEDALLION_LOCK_TIMEOUT"),
     ("log", "MEDALLION_LOG"),
     ("s3_max_retries", "MEDALLION_S3_MAX_RETRIES"),
+    ("listen", "MEDALLION_LISTEN"),
+    ("api_keys_file", "MEDALLION_API_KEYS_FILE"),
+    ("max_upload_bytes", "MEDALLION_MAX_UPLOAD_BYTES"),
+    ("request_timeout", "MEDALLION_REQUEST_TIMEOUT"),
+    ("schedule", "MEDALLION_SCHEDULE"),
+    ("read_connections", "MEDALLION_READ_CONNECTIONS"),
 ];
 
 /// Reads `medallion.toml` (or the file named by MEDALLION_CONFIG): each setting becomes the

@@ -4,6 +4,10 @@
 //! the warehouse's versioned migrations (`Warehouse::migrate_with`) before the ledger's first
 //! use on a connection. Every value is a bound parameter.
 
+mod queue;
+
+pub use queue::{cancel_queued, claim_run, date_pending, list_runs, next_queued, queue_run, run_status, Claim, RunFilter, RunRecord};
+
 use schemas::{JobStatus, RunDate};
 use gold::warehouse::{Dialect, Migration, Param, Statement};
 use gold::{Warehouse, WarehouseError};
@@ -80,6 +84,11 @@ fn stmt(sql: String, args: Args) -> Statement {
 }
 
 pub async fn start_run(wh: &mut Warehouse, run_id: &str, date: RunDate, kind: &str, stages: &[&str]) -> Result<(), WarehouseError> {
+    insert_run(wh, run_id, date, kind, JobStatus::Running, stages).await
+}
+
+/// Inserts a run in `status` (running, or queued by `serve`) with its stages as queued jobs.
+async fn insert_run(wh: &mut Warehouse, run_id: &str, date: RunDate, kind: &str, status: JobStatus, stages: &[&str]) -> Result<(), WarehouseError> {
     migrate(wh).await?;
     let mut a = Args::default();
     let sql = format!(
@@ -88,7 +97,7 @@ pub async fn start_run(wh: &mut Warehouse, run_id: &str, date: RunDate, kind: &s
         a.p(Param::text(run_id)),
         a.p(Param::date(&date.to_string())),
         a.p(Param::text(kind)),
-        a.p(Param::text(JobStatus::Running.as_str())),
+        a.p(Param::text(status.as_str())),
         a.p(Param::timestamp(&now())),
         a.p(Param::text(&crate::lock::hostname())),
         a.p(Param::int(std::process::id() as i64)),
@@ -145,7 +154,9 @@ pub async fn finish_run(wh: &mut Warehouse, run_id: &str, status: JobStatus, err
     );
     let run = stmt(run, a);
     let mut a = Args::default();
-    let jobs = format!("UPDATE {} SET status = 'skipped' WHERE run_id = {} AND status = 'queued'", t(wh, "jobs"), a.p(Param::text(run_id)));
+    // Stages a cancelled run never reached are cancelled; otherwise skipped.
+    let left = if status == JobStatus::Cancelled { JobStatus::Cancelled } else { JobStatus::Skipped };
+    let jobs = format!("UPDATE {} SET status = '{}' WHERE run_id = {} AND status = 'queued'", t(wh, "jobs"), left.as_str(), a.p(Param::text(run_id)));
     wh.execute_all(&[run, stmt(jobs, a)]).await.map(|_| ())
 }
 

@@ -11,6 +11,7 @@ mod lock;
 mod orchestrate;
 mod render;
 mod schedule;
+mod serve;
 mod stage;
 
 use std::io::IsTerminal;

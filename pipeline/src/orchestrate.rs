@@ -61,6 +61,9 @@ pub struct RunOutcome {
     pub summary: RunSummary,
     pub stages: Vec<StageOutcome>,
     pub code: u8,
+    /// False when a queued run was no longer queued (cancelled, or claimed elsewhere): this
+    /// process ran nothing and recorded nothing.
+    pub ran: bool,
 }
 
 pub fn backoff(attempt: u32) -> Duration {
@@ -75,14 +78,8 @@ pub fn backoff(attempt: u32) -> Duration {
 /// Opens the lake, the landing zone (when bronze needs it) and remembers the warehouse; a
 /// first SIGTERM / SIGINT asks the run to stop after its current stage, a second exits.
 pub async fn context(lake: &str, landing: Option<(&str, bool)>, warehouse: Option<&str>, retries: u32, lock_timeout: u64, quiet: bool) -> Result<RunContext, Failure> {
-    let lake = crate::config::open_retrying("lake", lake, true, retries).await?;
-    let landing = match landing {
-        Some((spec, create)) => Some(crate::config::open_retrying("landing zone", spec, create, retries).await?),
-        None => None,
-    };
-    let warehouse_url = crate::config::warehouse_url(warehouse, &lake);
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    let ctx = open_context(lake, landing, warehouse, retries, lock_timeout, quiet).await?;
+    let flag = ctx.stop.clone();
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return };
@@ -98,6 +95,18 @@ pub async fn context(lake: &str, landing: Option<(&str, bool)>, warehouse: Optio
             eprintln!("medallion: signal received: finishing the current stage, then stopping (send it again to stop at once)");
         }
     });
+    Ok(ctx)
+}
+
+/// [`context`] without the signal handler: for `serve`, which owns the signals itself.
+pub async fn open_context(lake: &str, landing: Option<(&str, bool)>, warehouse: Option<&str>, retries: u32, lock_timeout: u64, quiet: bool) -> Result<RunContext, Failure> {
+    let lake = crate::config::open_retrying("lake", lake, true, retries).await?;
+    let landing = match landing {
+        Some((spec, create)) => Some(crate::config::open_retrying("landing zone", spec, create, retries).await?),
+        None => None,
+    };
+    let warehouse_url = crate::config::warehouse_url(warehouse, &lake);
+    let stop = Arc::new(AtomicBool::new(false));
     Ok(RunContext {
         landing,
         lake,
@@ -149,11 +158,16 @@ pub async fn connect(ctx: &RunContext) -> Result<gold::Warehouse, Failure> {
 /// anything else, so a waiting run holds nothing the holder needs), connects the warehouse,
 /// runs the stages through [`run_date`] and releases the lock.
 pub async fn run_locked(ctx: &RunContext, date: RunDate, kind: &str, stages: &[Stage], command: &str) -> Result<RunOutcome, Failure> {
+    run_locked_spec(ctx, &RunSpec::new(date, kind, stages), command).await
+}
+
+/// [`run_locked`] for a [`RunSpec`] (a queued run's id, a cancellation flag).
+pub async fn run_locked_spec(ctx: &RunContext, spec: &RunSpec<'_>, command: &str) -> Result<RunOutcome, Failure> {
     let guard = take_lock(ctx, command).await?;
     let result = async {
         let mut wh = connect(ctx).await?;
         abandon_dead_holder(&mut wh, &guard).await;
-        let r = run_date(ctx, &mut wh, date, kind, stages).await;
+        let r = run_spec(ctx, &mut wh, spec).await;
         wh.close().await;
         r
     }
@@ -179,19 +193,99 @@ pub async fn abandon_dead_holder(wh: &mut gold::Warehouse, guard: &lock::LakeLoc
 /// Runs `stages` for `date` (the lock must be held), recording the run and each attempt of
 /// each stage in the ledger.
 pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: RunDate, kind: &str, stages: &[Stage]) -> Result<RunOutcome, Failure> {
-    let run_id = format!("{}-{}-{}", date, chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
+    run_spec(ctx, wh, &RunSpec::new(date, kind, stages)).await
+}
+
+/// A new run id: the date, the time and this process.
+pub fn new_run_id(date: RunDate) -> String {
+    format!("{}-{}-{}", date, chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id())
+}
+
+/// A cancellation request for one run, checked at its stage boundaries, with why.
+#[derive(Debug, Default)]
+pub struct Cancel {
+    requested: AtomicBool,
+    why: std::sync::Mutex<Option<String>>,
+}
+
+impl Cancel {
+    /// Asks the run to stop before its next stage (the first reason given is kept).
+    pub fn cancel(&self, why: &str) {
+        let mut w = self.why.lock().unwrap_or_else(|p| p.into_inner());
+        if w.is_none() {
+            *w = Some(why.to_string());
+        }
+        self.requested.store(true, Ordering::SeqCst);
+    }
+
+    pub fn reason(&self) -> Option<String> {
+        if !self.requested.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.why.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// What to run: the date, the kind recorded in the ledger, the stages and, for a run queued
+/// by `serve`, its pre-assigned id (the run is claimed from `queued`, not inserted) and its
+/// cancellation flag.
+pub struct RunSpec<'a> {
+    pub date: RunDate,
+    pub kind: &'a str,
+    pub stages: &'a [Stage],
+    pub queued_id: Option<String>,
+    pub cancel: Option<Arc<Cancel>>,
+}
+
+impl<'a> RunSpec<'a> {
+    pub fn new(date: RunDate, kind: &'a str, stages: &'a [Stage]) -> Self {
+        RunSpec { date, kind, stages, queued_id: None, cancel: None }
+    }
+}
+
+/// Why the run must not start its next stage: a signal (recorded failed, as before) or a
+/// cancellation (recorded cancelled).
+fn stop_reason(ctx: &RunContext, spec: &RunSpec<'_>) -> Option<(JobStatus, String)> {
+    if let Some(why) = spec.cancel.as_ref().and_then(|c| c.reason()) {
+        return Some((JobStatus::Cancelled, why));
+    }
+    ctx.stop.load(Ordering::SeqCst).then(|| (JobStatus::Failed, "stopped by a signal".to_string()))
+}
+
+/// [`run_date`] for a [`RunSpec`]. A queued run already claimed or cancelled elsewhere is not
+/// run: its outcome says so with its current status (exit code 1).
+pub async fn run_spec(ctx: &RunContext, wh: &mut gold::Warehouse, spec: &RunSpec<'_>) -> Result<RunOutcome, Failure> {
+    let (date, stages) = (spec.date, spec.stages);
     let names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
-    ledger::start_run(wh, &run_id, date, kind, &names).await?;
+    let run_id = match &spec.queued_id {
+        Some(id) => {
+            let (status, why) = match ledger::claim_run(wh, id).await? {
+                ledger::Claim::Claimed => (None, String::new()),
+                ledger::Claim::NotQueued(now) => (Some(now), format!("the run is {now}, not queued")),
+                ledger::Claim::Missing => (Some(JobStatus::Failed), "the run is not in the ledger".to_string()),
+            };
+            if let Some(status) = status {
+                let summary = RunSummary { run_id: id.clone(), date, status, stages: Vec::new(), error: Some(why) };
+                return Ok(RunOutcome { summary, stages: Vec::new(), code: exit::FAILED, ran: false });
+            }
+            id.clone()
+        }
+        None => {
+            let id = new_run_id(date);
+            ledger::start_run(wh, &id, date, spec.kind, &names).await?;
+            id
+        }
+    };
     let mut summary = RunSummary { run_id: run_id.clone(), date, status: JobStatus::Running, stages: Vec::new(), error: None };
     let mut outcomes = Vec::new();
     let mut all_skipped = true;
     for &stage in stages {
-        if ctx.stop.load(Ordering::SeqCst) {
-            let msg = "stopped by a signal before this stage";
-            ledger::finish_run(wh, &run_id, JobStatus::Failed, Some(msg)).await?;
-            summary.status = JobStatus::Failed;
-            summary.error = Some(msg.into());
-            return Ok(RunOutcome { summary, stages: outcomes, code: exit::FAILED });
+        if let Some((status, why)) = stop_reason(ctx, spec) {
+            let msg = format!("{why} before the {stage} stage");
+            ledger::finish_run(wh, &run_id, status, Some(&msg)).await?;
+            summary.status = status;
+            summary.error = Some(msg);
+            return Ok(RunOutcome { summary, stages: outcomes, code: exit::FAILED, ran: true });
         }
         let mut attempt: u32 = 0;
         let started = std::time::Instant::now();
@@ -234,7 +328,7 @@ pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: RunDate,
     let status = if all_skipped { JobStatus::Skipped } else { JobStatus::Completed };
     ledger::finish_run(wh, &run_id, status, None).await?;
     summary.status = status;
-    Ok(RunOutcome { summary, stages: outcomes, code: if all_skipped { exit::NOTHING_TO_DO } else { exit::OK } })
+    Ok(RunOutcome { summary, stages: outcomes, code: if all_skipped { exit::NOTHING_TO_DO } else { exit::OK }, ran: true })
 }
 
 async fn lake_fault(stage: Stage, attempt: u32) {

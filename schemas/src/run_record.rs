@@ -49,6 +49,9 @@ impl fmt::Display for RunStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
+    /// Accepted by `medallion serve` (`POST /v1/runs`), waiting for its worker; a job of a
+    /// run that has not reached it yet.
+    Queued,
     Running,
     Completed,
     Failed,
@@ -57,21 +60,33 @@ pub enum JobStatus {
     /// The run's process died (e.g. `kill -9`) while it ran: the run that took over its stale
     /// lake lock marked it so, with the dead holder in its error.
     Abandoned,
+    /// Cancelled (`DELETE /v1/runs/{id}`) while queued, or stopped at a stage boundary.
+    Cancelled,
 }
 
 impl JobStatus {
+    pub const ALL: [JobStatus; 7] =
+        [JobStatus::Queued, JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Skipped, JobStatus::Abandoned, JobStatus::Cancelled];
+
     pub fn as_str(self) -> &'static str {
         match self {
+            JobStatus::Queued => "queued",
             JobStatus::Running => "running",
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
             JobStatus::Skipped => "skipped",
             JobStatus::Abandoned => "abandoned",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 
     pub fn parse(s: &str) -> Option<JobStatus> {
-        [JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Skipped, JobStatus::Abandoned].into_iter().find(|j| j.as_str() == s)
+        JobStatus::ALL.into_iter().find(|j| j.as_str() == s)
+    }
+
+    /// Whether a run in this status is over (nothing will change it any more).
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobStatus::Queued | JobStatus::Running)
     }
 }
 
@@ -229,6 +244,11 @@ mod tests {
         assert_eq!(serde_json::to_string(&RunStatus::Superseded).unwrap(), "\"superseded\"");
         assert_eq!(serde_json::to_string(&JobStatus::Skipped).unwrap(), "\"skipped\"");
         assert_eq!(JobStatus::parse("failed"), Some(JobStatus::Failed));
+        for j in JobStatus::ALL {
+            assert_eq!(JobStatus::parse(j.as_str()), Some(j));
+            assert_eq!(serde_json::to_string(&j).unwrap(), format!("\"{}\"", j.as_str()));
+        }
+        assert!(!JobStatus::Queued.is_final() && JobStatus::Cancelled.is_final());
         for c in ["inserted", "updated", "unchanged", "skipped", "duplicate"] {
             assert_eq!(ChangeKind::parse(c).unwrap().as_str(), c);
             assert_eq!(serde_json::to_string(&ChangeKind::parse(c).unwrap()).unwrap(), format!("\"{c}\""));

@@ -11,6 +11,7 @@ mod ingest;
 mod maintain;
 mod run;
 mod schedule;
+mod serve;
 mod sql;
 mod stage;
 mod status;
@@ -47,5 +48,6 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Ingest(a) => ingest::run(&g, a).await,
         Command::Contract => contract::run(&g),
         Command::Feeds(a) => feeds::run(&g, a).await,
+        Command::Serve(a) => serve::run(&g, a).await,
     }
 }
