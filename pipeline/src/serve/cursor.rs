@@ -46,6 +46,12 @@ pub fn limit(requested: Option<u64>, default: usize, max: usize) -> Result<usize
     }
 }
 
+impl From<PageError> for super::error::ApiError {
+    fn from(e: PageError) -> Self {
+        super::error::ApiError::bad_request(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,11 +83,5 @@ mod tests {
         assert_eq!(limit(Some(1000), 100, 1000), Ok(1000));
         assert_eq!(limit(Some(0), 100, 1000), Err(PageError::Limit { got: 0, max: 1000 }));
         assert_eq!(limit(Some(1001), 100, 1000), Err(PageError::Limit { got: 1001, max: 1000 }));
-    }
-}
-
-impl From<PageError> for super::error::ApiError {
-    fn from(e: PageError) -> Self {
-        super::error::ApiError::bad_request(e.to_string())
     }
 }

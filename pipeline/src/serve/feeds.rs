@@ -137,8 +137,8 @@ pub struct Reject {
     pub line_number: i64,
     /// The first rule it broke (missing_<col>, invalid_<col>, invalid_range, malformed_row).
     pub reason: String,
-    /// The raw values as sent: a JSON object text (header order), or the raw line of a
-    /// malformed row.
+    /// The raw values as sent: a JSON object text (column name -> value as sent), or the
+    /// raw line of a malformed row.
     pub raw: String,
     /// `raw` parsed, when it is a JSON object.
     #[schema(value_type = Option<Object>)]

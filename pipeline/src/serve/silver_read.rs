@@ -193,6 +193,20 @@ fn unsupported(table: &'static str, column: &str, a: &dyn Array) -> SilverReadEr
     SilverReadError::Unsupported { table, column: column.to_string(), data_type: a.data_type().clone() }
 }
 
+/// Unknown versions are the client's (400), expired ones are gone (410), unreachable storage
+/// is 503, anything else 500.
+impl From<SilverReadError> for super::error::ApiError {
+    fn from(e: SilverReadError) -> Self {
+        use super::error::ApiError;
+        match &e {
+            SilverReadError::UnknownVersion { .. } => ApiError::bad_request(format!("cursor: {e}")),
+            SilverReadError::Expired { .. } => ApiError::new(axum::http::StatusCode::GONE, crate::exit::USAGE, e.to_string()),
+            _ if e.is_transient() => ApiError::unavailable(e.to_string()),
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,19 +253,5 @@ mod tests {
             serde_json::json!({"s": "a\"b", "n": 3, "b": true, "d": "2026-11-18", "m": "123.45", "t": "2026-11-18T11:06:40Z"})
         );
         assert!(rows[1].values().all(Value::is_null));
-    }
-}
-
-/// Unknown versions are the client's (400), expired ones are gone (410), unreachable storage
-/// is 503, anything else 500.
-impl From<SilverReadError> for super::error::ApiError {
-    fn from(e: SilverReadError) -> Self {
-        use super::error::ApiError;
-        match &e {
-            SilverReadError::UnknownVersion { .. } => ApiError::bad_request(format!("cursor: {e}")),
-            SilverReadError::Expired { .. } => ApiError::new(axum::http::StatusCode::GONE, crate::exit::USAGE, e.to_string()),
-            _ if e.is_transient() => ApiError::unavailable(e.to_string()),
-            _ => ApiError::internal(e.to_string()),
-        }
     }
 }
