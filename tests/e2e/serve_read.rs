@@ -365,7 +365,7 @@ fn products_pages_hold_one_snapshot_while_a_run_writes() {
     let version = first["snapshot_version"].as_i64().unwrap();
     let mut items: Vec<Value> = first["items"].as_array().unwrap().clone();
     let mut next = first["next_cursor"].as_str().map(str::to_string);
-    let mut page = |next: &mut Option<String>, items: &mut Vec<Value>| {
+    let page = |next: &mut Option<String>, items: &mut Vec<Value>| {
         let c = next.take().expect("more pages");
         let p = ok(&server, &format!("/v1/products?limit=5&cursor={c}"));
         assert_eq!(p["snapshot_version"].as_i64(), Some(version));
