@@ -49,7 +49,7 @@ cleanup() {
 trap cleanup EXIT
 
 log "demo lake in $TMP/demo"
-"$BIN" demo --dir "$TMP/demo" --partners 2 --days 2 --rows 40 -q >/dev/null
+"$BIN" demo --dir "$TMP/demo" --partners 2 --days 2 --rows 40 -q >"$TMP/demo.log" 2>&1 || { cat "$TMP/demo.log" >&2; log "medallion demo failed"; exit 1; }
 
 key() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 OPERATOR="$(key)"; INGEST="$(key)"

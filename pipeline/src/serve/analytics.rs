@@ -46,12 +46,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct AnalyticsQuery {
     /// First business date (YYYY-MM-DD), inclusive.
+    #[param(format = Date)]
     from: Option<String>,
     /// Last business date (YYYY-MM-DD), inclusive.
+    #[param(format = Date)]
     to: Option<String>,
     /// Only this partner (tables with a partner_id column).
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     partner: Option<String>,
     /// Only this ISO 4217 currency (tables with a currency column).
+    #[param(pattern = "^[A-Z]{3}$")]
     currency: Option<String>,
     /// Page size, 1 to 10000 (default 1000).
     #[param(minimum = 1, maximum = 10000)]

@@ -50,10 +50,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct FeedsQuery {
     /// Only feeds of this run date (YYYY-MM-DD).
+    #[param(format = Date)]
     date: Option<String>,
     /// Only this partner's feeds.
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     partner: Option<String>,
     /// Only feeds in this bronze status: landing, landed, quarantined or abandoned.
+    #[param(pattern = "^(landing|landed|quarantined|abandoned)$")]
     status: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -331,7 +334,7 @@ async fn scan_registry(state: &AppState, start: u64, limit: usize, keep: &(dyn F
     get,
     path = "/v1/feeds/{id}",
     tag = "feeds",
-    params(("id" = String, Path, description = "Feed id, e.g. FD00001")),
+    params(("id" = String, Path, description = "Feed id, e.g. FD00001", pattern = "^FD[0-9]{5,}$")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The feed: bronze status, reconciliation, quarantine reason, schema drift", body = Feed),
@@ -356,7 +359,7 @@ async fn registered(state: &AppState, id: &str) -> Result<FeedRecord, ApiError> 
     get,
     path = "/v1/feeds/{id}/rejects",
     tag = "feeds",
-    params(("id" = String, Path, description = "Feed id, e.g. FD00001"), RejectsQuery),
+    params(("id" = String, Path, description = "Feed id, e.g. FD00001", pattern = "^FD[0-9]{5,}$"), RejectsQuery),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "One page of the feed's quarantined rows, in row order", body = RejectPage),

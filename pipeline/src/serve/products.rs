@@ -40,10 +40,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only this partner's products.
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     partner: Option<String>,
     /// Only this category (as silver stores it: Title Case).
     category: Option<String>,
     /// Only products inserted or updated by a run of this date or later (YYYY-MM-DD).
+    #[param(format = Date)]
     changed_since: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -244,7 +246,7 @@ async fn page(snap: &Snapshot, f: &Filters, after: Option<&(String, String)>, li
     get,
     path = "/v1/products/{partner}/{sku}",
     tag = "products",
-    params(("partner" = String, Path, description = "Partner id"), ("sku" = String, Path, description = "SKU, as listed by /v1/products (upper case)")),
+    params(("partner" = String, Path, description = "Partner id", pattern = "^[a-z0-9][a-z0-9_-]{0,63}$"), ("sku" = String, Path, description = "SKU, as listed by /v1/products (upper case)")),
     security(("api_key" = [])),
     responses(
         (status = 200, description = "The current row, its SCD2 history and its change log", body = ProductDetail),
