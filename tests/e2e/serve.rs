@@ -354,3 +354,36 @@ fn schedule_inside_the_service_queues_and_runs_the_due_date() {
     // Done dates are not queued again.
     assert_eq!(srv.get(&format!("/v1/runs?date={yesterday}"), Some(READER_KEY)).json()["runs"].as_array().unwrap().len(), 1);
 }
+
+/// A warehouse password never reaches a response or the log, even when the warehouse goes
+/// away under the server (readiness answers 503, the endpoints a 5xx problem with the URL
+/// redacted and the CLI's class for the error).
+#[test]
+fn warehouse_password_never_leaks() {
+    let env = local();
+    let Some(pg) = postgres("serve_secret") else { return };
+    let (scheme, rest) = pg.url.split_once("://").unwrap();
+    let (user, host) = rest.split_once('@').unwrap();
+    let url = format!("{scheme}://{}:Sekr1tServe@{host}", user.split(':').next().unwrap());
+    let srv = Server::start(&env, &["--warehouse", &url], &[]);
+    assert_eq!(srv.get("/readyz", None).status, 200);
+    drop(pg); // DROP DATABASE … WITH (FORCE): the server's connections are cut.
+    let ready = srv.get("/readyz", None);
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    let mut texts = vec![ready.text()];
+    for r in [
+        srv.get("/v1/runs", Some(READER_KEY)),
+        srv.get("/metrics", Some(READER_KEY)),
+        srv.post_json("/v1/runs", Some(OPERATOR_KEY), &serde_json::json!({ "date": D })),
+    ] {
+        assert!(r.status >= 500, "{}", r.text());
+        let p = r.problem(r.status);
+        assert!(p["detail"].as_str().unwrap().contains("does not exist"), "{p}");
+        texts.push(r.text());
+    }
+    texts.push(srv.stderr());
+    for t in &texts {
+        assert!(!t.contains("Sekr1tServe"), "the warehouse password leaked:\n{t}");
+    }
+    assert!(texts.iter().any(|t| t.contains("***")), "the URL is shown redacted: {texts:#?}");
+}
