@@ -201,12 +201,17 @@ fn keys_and_roles() {
 both!(refused_uploads_land_nothing, refused_uploads);
 
 fn refused_uploads(env: Env) {
-    let srv = Server::start(&env, &["--max-upload-bytes", "1000"], &[]);
+    let srv = Server::start(&env, &["--max-upload-bytes", "1000", "--request-timeout", "2"], &[]);
     let q = format!("partner=acme&dataset=orders&date={D}");
     let big = request(&srv.addr, "POST", &format!("/v1/feeds?{q}"), Some(INGEST_KEY), &[], Body::Declared { length: 5000, send: vec![b'x'; 100] });
     assert!(big.problem(413)["detail"].as_str().unwrap().contains("1000 bytes"));
     let chunked = request(&srv.addr, "POST", &format!("/v1/feeds?{q}&name=big.csv"), Some(INGEST_KEY), &[], Body::Chunked { chunk: vec![b'y'; 300], n: 10 });
     chunked.problem(413);
+    // An upload the client aborts half-way, and one that stalls past the request timeout.
+    let aborted = request(&srv.addr, "POST", &format!("/v1/feeds?{q}&name=aborted.csv"), Some(INGEST_KEY), &[], Body::Declared { length: 900, send: vec![b'z'; 100] });
+    aborted.problem(400);
+    let stalled = request(&srv.addr, "POST", &format!("/v1/feeds?{q}&name=stalled.csv"), Some(INGEST_KEY), &[], Body::Stalled { length: 900, send: vec![b'z'; 100] });
+    assert!(stalled.problem(408)["detail"].as_str().unwrap().contains("stalled"), "{}", stalled.text());
     for bad in [
         format!("partner=Bad%20Partner&dataset=orders&date={D}"),
         format!("partner=acme&dataset=nope&date={D}"),
@@ -231,7 +236,7 @@ fn refused_uploads(env: Env) {
     let named = format!("acme/orders/{D}/{}", first.json()["path"].as_str().unwrap().rsplit('/').next().unwrap());
     assert_eq!(files, vec![format!("acme/orders/{D}/a.csv"), named], "only the accepted feeds, no staging object");
     let m = parse_prometheus(&srv.get("/metrics", Some(READER_KEY)).text());
-    assert_eq!(m.get("medallion_uploads_total{result=\"refused\"}"), Some(&8.0), "8 refused in the handler (a missing parameter is refused before it)");
+    assert_eq!(m.get("medallion_uploads_total{result=\"refused\"}"), Some(&10.0), "10 refused in the handler (a missing parameter is refused before it)");
 }
 
 /// A server whose runs pause before silver until `gate` exists.
