@@ -22,6 +22,7 @@ pub mod state;
 pub mod upload;
 // ── Read endpoints (branch serve-read): their `pub mod …;` lines go here. ──
 pub mod analytics;
+pub mod catalogue;
 pub mod cursor;
 pub mod feeds;
 pub mod products;

@@ -8,14 +8,15 @@
 //! is opaque (base64url of JSON: version, last key, the listing's filters); a cursor that does
 //! not decode, belongs to other filters or names a version the table never had is refused
 //! (400); a version since vacuumed (older than the Delta retention, 7 days by default) is 410.
+//! Pages are cut from an in-memory copy of the pinned version sorted by key (`catalogue`):
+//! the first request of a version reads the table once, later ones binary-search it.
 //!
 //! `changed_since=D` keeps products whose `last_changed_date` (the run date of their last
 //! insert or update, kept by silver on the current row) is on or after D.
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use deltalake::datafusion::prelude::{col, lit, Expr};
-use deltalake::datafusion::scalar::ScalarValue;
+use deltalake::datafusion::prelude::{col, lit};
 use schemas::silver::{self as tables, PARTNER};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -24,6 +25,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::Reader;
+use super::catalogue;
 use super::cursor::{self, PageError};
 use super::error::{ApiError, Problem};
 use super::silver_read::{self, Snapshot};
@@ -162,10 +164,6 @@ pub(crate) fn check_partner(partner: &str) -> Result<(), ApiError> {
     schemas::contract::validate_partner_id(partner).map_err(|e| bad("partner", e))
 }
 
-fn and_all(filters: Vec<Expr>) -> Option<Expr> {
-    filters.into_iter().reduce(Expr::and)
-}
-
 /// A silver row as a [`Product`]: lineage columns renamed, the rest dropped.
 fn product(mut row: Map<String, Value>) -> Result<Product, ApiError> {
     for (from, to) in [("_run_date", "run_date"), ("_feed_id", "feed_id")] {
@@ -210,7 +208,7 @@ pub async fn list_products(_: Reader, State(state): State<AppState>, Query(q): Q
     let Some(snap) = silver_read::open(&state.lake, tables::current_table(schemas::Dataset::Products), after.as_ref().map(|c| c.v)).await? else {
         return Ok(Json(ProductPage { items: Vec::new(), next_cursor: None, snapshot_version: None }));
     };
-    let (items, more) = page(&snap, &filters, after.as_ref().map(|c| &c.k), limit).await?;
+    let (items, more) = page(&state, &snap, &filters, after.as_ref().map(|c| &c.k), limit).await?;
     let next_cursor = match (more, items.last()) {
         (true, Some(last)) => Some(cursor::encode(&ProductCursor { v: snap.version, k: (last.partner_id.clone(), last.sku.clone()), f: filters })),
         _ => None,
@@ -218,27 +216,13 @@ pub async fn list_products(_: Reader, State(state): State<AppState>, Query(q): Q
     Ok(Json(ProductPage { items, next_cursor, snapshot_version: Some(snap.version) }))
 }
 
-/// The `limit` products after `after` in (partner_id, sku) order, and whether more follow.
-async fn page(snap: &Snapshot, f: &Filters, after: Option<&(String, String)>, limit: usize) -> Result<(Vec<Product>, bool), ApiError> {
-    let mut conds = Vec::new();
-    if let Some(p) = &f.partner {
-        conds.push(col(PARTNER).eq(lit(p.as_str())));
-    }
-    if let Some(c) = &f.category {
-        conds.push(col("category").eq(lit(c.as_str())));
-    }
-    if let Some(d) = f.changed_since {
-        conds.push(col("last_changed_date").gt_eq(lit(ScalarValue::Date32(Some(d)))));
-    }
-    if let Some((p, s)) = after {
-        // The redundant `partner_id >= p` lets DataFusion prune whole partner partitions.
-        conds.push(col(PARTNER).gt_eq(lit(p.as_str())));
-        conds.push(col(PARTNER).gt(lit(p.as_str())).or(col(PARTNER).eq(lit(p.as_str())).and(col("sku").gt(lit(s.as_str())))));
-    }
-    let batches = snap.select(and_all(conds), &[PARTNER, "sku"], Some(limit + 1)).await?;
-    let mut items = snap.rows(&batches)?.into_iter().map(product).collect::<Result<Vec<_>, _>>()?;
-    let more = items.len() > limit;
-    items.truncate(limit);
+/// The `limit` products after `after` in (partner_id, sku) order, and whether more follow,
+/// from the in-memory catalogue of the snapshot's version.
+async fn page(state: &AppState, snap: &Snapshot, f: &Filters, after: Option<&(String, String)>, limit: usize) -> Result<(Vec<Product>, bool), ApiError> {
+    let cat = catalogue::get(&format!("{}/{}", state.lake.display, snap.name()), snap).await?;
+    let filter = catalogue::Filter { partner: f.partner.as_deref(), category: f.category.as_deref(), changed_since: f.changed_since };
+    let (rows, more) = cat.page(&filter, after.map(|(p, s)| (p.as_str(), s.as_str())), limit)?;
+    let items = snap.rows(&[rows])?.into_iter().map(product).collect::<Result<Vec<_>, _>>()?;
     Ok((items, more))
 }
 

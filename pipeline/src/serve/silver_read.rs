@@ -81,6 +81,11 @@ pub async fn open(lake: &Location, name: &'static str, version: Option<i64>) -> 
 }
 
 impl Snapshot {
+    /// The table's name in the lake (`silver/<name>`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
     fn err(&self, e: impl Into<QueryError>) -> SilverReadError {
         SilverReadError::Query { table: self.name, source: e.into() }
     }
