@@ -30,7 +30,7 @@ use utoipa_axum::routes;
 use super::auth::Reader;
 use super::cursor::{self, PageError};
 use super::error::{ApiError, Problem};
-use super::products::{check_partner, epoch_days};
+use super::products::check_partner;
 use super::silver_read;
 use super::state::AppState;
 use crate::Failure;
@@ -384,8 +384,7 @@ pub async fn feed_rejects(_: Reader, State(state): State<AppState>, Path(id): Pa
     let Some(snap) = silver_read::open(&state.lake, tables::QUARANTINE, after.as_ref().map(|c| c.v)).await? else {
         return Ok(empty(None));
     };
-    let day = epoch_days("date", &r.date.to_string())?;
-    let mut filter = col(tables::RUN_DATE).eq(lit(ScalarValue::Date32(Some(day)))).and(col("_feed_id").eq(lit(r.feed_id.as_str())));
+    let mut filter = col(tables::RUN_DATE).eq(lit(ScalarValue::Date32(Some(r.date.days_since_epoch())))).and(col("_feed_id").eq(lit(r.feed_id.as_str())));
     if let Some(c) = &after {
         filter = filter.and(col("_row_number").gt(lit(c.k)));
     }

@@ -153,11 +153,8 @@ fn bad(what: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` parameter.
-pub(crate) fn epoch_days(name: &str, value: &str) -> Result<i32, ApiError> {
-    let d: schemas::RunDate = value.parse().map_err(|e| bad(name, e))?;
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
-    let days = (chrono::NaiveDate::parse_from_str(&d.to_string(), "%Y-%m-%d").map_err(|e| bad(name, e))? - epoch).num_days();
-    i32::try_from(days).map_err(|e| bad(name, e))
+fn epoch_days(name: &str, value: &str) -> Result<i32, ApiError> {
+    value.parse::<schemas::RunDate>().map(schemas::RunDate::days_since_epoch).map_err(|e| bad(name, e))
 }
 
 pub(crate) fn check_partner(partner: &str) -> Result<(), ApiError> {
