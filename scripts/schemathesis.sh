@@ -72,11 +72,12 @@ log "medallion serve on $ADDR"
 st() {
   local name="$1" max_time="$2"; shift 2
   log "pass: $name"
-  "$VENV/bin/st" --no-color run "http://$ADDR/openapi.json" \
+  # From the temporary folder: schemathesis keeps its example cache in .schemathesis/ there.
+  (cd "$TMP" && "$VENV/bin/st" --no-color run "http://$ADDR/openapi.json" \
     --checks not_a_server_error,response_schema_conformance \
     --max-examples "$MAX_EXAMPLES" --max-time "$max_time" --seed 42 \
     --request-timeout 60 --continue-on-failure \
-    --report junit --report-dir "$TMP/reports-$name" "$@"
+    --report junit --report-dir "$TMP/reports-$name" "$@")
 }
 
 rc=0
