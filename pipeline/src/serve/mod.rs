@@ -11,6 +11,7 @@
 //! stay queued for the next start) and exits 0; a second one exits at once (130).
 
 pub mod auth;
+pub mod dashboard;
 pub mod docs;
 pub mod error;
 pub mod health;
@@ -70,6 +71,7 @@ pub fn app(state: AppState) -> Router {
     router
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], json.to_string()) }))
         .route("/docs", get(move || async move { Html(html.to_string()) }))
+        .merge(dashboard::router())
         .fallback(|| async { ApiError::not_found("no such endpoint: see /docs") })
         .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(
