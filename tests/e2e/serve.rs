@@ -332,3 +332,25 @@ fn sigterm_finishes_the_stage_exits_0_and_queued_runs_survive_a_restart() {
     let run = srv.wait_run(&queued, Duration::from_secs(240));
     assert_eq!(run["status"], "completed", "{run:#}\n{}", srv.stderr());
 }
+
+#[test]
+fn schedule_inside_the_service_queues_and_runs_the_due_date() {
+    let env = local();
+    let yesterday = (chrono::Utc::now().date_naive() - chrono::Days::new(1)).to_string();
+    medallion(&env, &["generate", "--partners", "1", "--days", "1", "--rows", "20", "--start-date", &yesterday, "--out", &env.landing, "-q"]).ok();
+    let srv = Server::start(&env, &["--schedule", "0 1 * * *", "--catch-up-days", "1"], &[]);
+    let start = Instant::now();
+    let run = loop {
+        let runs = srv.get(&format!("/v1/runs?date={yesterday}"), Some(READER_KEY)).json();
+        if let Some(r) = runs["runs"].as_array().unwrap().first() {
+            if !matches!(r["status"].as_str(), Some("queued" | "running")) {
+                break r.clone();
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(240), "no scheduled run finished: {runs:#}\n{}", srv.stderr());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!((run["kind"].as_str(), run["status"].as_str()), (Some("schedule"), Some("completed")), "{run:#}");
+    // Done dates are not queued again.
+    assert_eq!(srv.get(&format!("/v1/runs?date={yesterday}"), Some(READER_KEY)).json()["runs"].as_array().unwrap().len(), 1);
+}

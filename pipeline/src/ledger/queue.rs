@@ -214,3 +214,48 @@ async fn jobs_of(wh: &mut Warehouse, run_id: &str) -> Result<Vec<JobRecord>, War
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The queue on SQLite: queued runs are found oldest first, claimed or cancelled exactly
+    /// once, and listed with their jobs and filters.
+    #[test]
+    fn queue_claim_cancel_and_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut wh = Warehouse::connect(&format!("sqlite://{}/w.db", dir.path().display())).await.unwrap();
+            let d: RunDate = "2026-11-18".parse().unwrap();
+            queue_run(&mut wh, "a", d, "run", &["bronze", "silver", "gold"]).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            queue_run(&mut wh, "b", d, "schedule", &["silver"]).await.unwrap();
+            assert!(date_pending(&mut wh, d).await.unwrap());
+            let (id, date, stages) = next_queued(&mut wh).await.unwrap().unwrap();
+            assert_eq!((id.as_str(), date, stages), ("a", d, vec!["bronze".to_string(), "silver".into(), "gold".into()]));
+            assert_eq!(claim_run(&mut wh, "a").await.unwrap(), Claim::Claimed);
+            assert_eq!(claim_run(&mut wh, "a").await.unwrap(), Claim::NotQueued(JobStatus::Running));
+            assert!(!cancel_queued(&mut wh, "a", "too late").await.unwrap(), "a claimed run is not cancelled as queued");
+            assert!(cancel_queued(&mut wh, "b", "not wanted").await.unwrap());
+            assert!(!cancel_queued(&mut wh, "b", "twice").await.unwrap());
+            assert_eq!(claim_run(&mut wh, "b").await.unwrap(), Claim::NotQueued(JobStatus::Cancelled));
+            assert_eq!(claim_run(&mut wh, "nope").await.unwrap(), Claim::Missing);
+            assert!(next_queued(&mut wh).await.unwrap().is_none());
+            let cancelled = list_runs(&mut wh, &RunFilter { status: Some(JobStatus::Cancelled), limit: 10, ..Default::default() }, None).await.unwrap();
+            assert_eq!(cancelled.len(), 1);
+            assert_eq!((cancelled[0].run_id.as_str(), cancelled[0].error.as_deref()), ("b", Some("not wanted")));
+            assert_eq!(cancelled[0].jobs.iter().map(|j| (j.stage.as_str(), j.status.as_str())).collect::<Vec<_>>(), [("silver", "cancelled")]);
+            // "a" is running for this process, which holds no lake lock: shown abandoned; its
+            // started_at is when it was claimed, so it is the newest.
+            let all = list_runs(&mut wh, &RunFilter { date: Some(d), limit: 10, ..Default::default() }, None).await.unwrap();
+            assert_eq!(all.iter().map(|r| (r.run_id.as_str(), r.status.as_str())).collect::<Vec<_>>(), [("a", "abandoned"), ("b", "cancelled")]);
+            super::super::finish_run(&mut wh, "a", JobStatus::Cancelled, Some("stopped")).await.unwrap();
+            let a = list_runs(&mut wh, &RunFilter { run_id: Some("a".into()), limit: 1, ..Default::default() }, None).await.unwrap();
+            assert_eq!(a[0].status, "cancelled");
+            assert!(a[0].jobs.iter().all(|j| j.status == "cancelled"), "stages never reached are cancelled: {:?}", a[0].jobs);
+            assert!(!date_pending(&mut wh, d).await.unwrap());
+            wh.close().await;
+        });
+    }
+}
