@@ -87,10 +87,11 @@ run for the date and the warehouse is up to date.")]
 Exit codes: 0 done, 1 failed (data or bug: do not retry blindly), 2 usage, 3 a service was
 unreachable after the retries, 4 nothing to do for the date, 5 the lake is locked by another run.")]
     Run(RunArgs),
-    /// Re-run a range of dates from the immutable bronze copies, in date order, ending in the
-    /// state a clean sequential run would have produced.
+    /// Re-run a range of dates in date order, ending in the state a clean sequential run would
+    /// have produced; with --from-raw, bronze is re-landed from the lake's immutable raw copies.
     #[command(after_help = "Examples:
   medallion backfill --from 2026-11-01 --to 2026-11-07
+  medallion backfill --from 2026-11-01 --to 2026-11-07 --from-raw   the landing zone is not read
 
 Silver is first restored (Delta time travel) to its state after the last run before --from;
 then every date of the range, and every later date silver had already run, is run again
@@ -254,6 +255,12 @@ pub struct BackfillArgs {
     pub to: RunDate,
     #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
     pub landing: String,
+    /// Re-land bronze from the lake's immutable raw copies (raw/) instead of the landing
+    /// zone, which is then not read at all (it may be archived or gone): every feed received
+    /// for a date is parsed again under its feed id, so a fix in how files are read reaches
+    /// history. Files never landed are not picked up.
+    #[arg(long)]
+    pub from_raw: bool,
     #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
     pub retries: u32,
 }

@@ -250,6 +250,27 @@ pub async fn last_done_date(wh: &mut Warehouse) -> Result<Option<RunDate>, Wareh
     Ok(last.and_then(|d| d.parse().ok()))
 }
 
+/// The earliest date on or after `since` whose latest whole-pipeline run (`run`, `schedule`
+/// or `backfill`) failed or was abandoned: a date the scheduler must go back to even when a
+/// later date was completed since (by hand, say).
+pub async fn first_failed_date(wh: &mut Warehouse, since: RunDate) -> Result<Option<RunDate>, WarehouseError> {
+    migrate(wh).await?;
+    let mut a = Args::default();
+    let sql = format!(
+        "SELECT CAST(run_date AS TEXT), status FROM {} WHERE kind IN ('run', 'schedule', 'backfill') AND run_date >= {} ORDER BY run_date, started_at",
+        t(wh, "runs"),
+        a.p(Param::date(&since.to_string())),
+    );
+    let mut latest: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    for row in wh.query_rows(&sql, &a.0).await? {
+        if let [Some(date), Some(status)] = &row[..] {
+            latest.insert(date.clone(), status.clone());
+        }
+    }
+    let failed = [JobStatus::Failed.as_str(), JobStatus::Abandoned.as_str()];
+    Ok(latest.into_iter().find(|(_, s)| failed.contains(&s.as_str())).and_then(|(d, _)| d.parse().ok()))
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Status {
     pub runs: Vec<serde_json::Value>,

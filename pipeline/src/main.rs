@@ -10,6 +10,7 @@ mod ledger;
 mod lock;
 mod orchestrate;
 mod render;
+mod replay;
 mod schedule;
 mod stage;
 

@@ -21,6 +21,8 @@ pub struct StageOptions {
     /// Gold recomputes and republishes every date.
     pub full: bool,
     pub copy_format: gold::warehouse::CopyFormat,
+    /// Bronze re-lands the date's feeds from the lake's raw copies, not the landing zone.
+    pub bronze_from_raw: bool,
 }
 
 impl Default for StageOptions {
@@ -29,6 +31,7 @@ impl Default for StageOptions {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             full: false,
             copy_format: gold::warehouse::CopyFormat::Binary,
+            bronze_from_raw: false,
         }
     }
 }
