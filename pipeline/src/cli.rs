@@ -35,8 +35,19 @@ pub struct Cli {
     /// Only print errors and the final summary.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Logs on stderr as human lines (text) or one JSON object per line (json), with run id,
+    /// date, stage, partner and feed id as fields.
+    #[arg(long, env = "MEDALLION_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How logs are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lake::Location;
+use tracing::Instrument;
 use schemas::{JobStatus, RunDate};
 
 use crate::stage::{Stage, StageOutcome};
@@ -154,7 +155,7 @@ pub async fn connect(ctx: &RunContext) -> Result<gold::Warehouse, Failure> {
 pub async fn run_locked(ctx: &RunContext, date: RunDate, kind: &str, stages: &[Stage], command: &str) -> Result<RunOutcome, Failure> {
     let guard = take_lock(ctx, command).await?;
     let result = async {
-        let mut wh = connect(ctx).await?;
+        let mut wh = connect(ctx).await.inspect_err(|f| crate::notify::run_failed(date, None, &f.message))?;
         abandon_dead_holder(&mut wh, &guard).await;
         let r = run_date(ctx, &mut wh, date, kind, stages).await;
         wh.close().await;
@@ -185,6 +186,7 @@ pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: RunDate,
     let run_id = format!("{}-{}-{}", date, chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id());
     let names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
     ledger::start_run(wh, &run_id, date, kind, &names).await?;
+    let run_span = crate::logging::run_span(&run_id, date, kind);
     let mut summary = RunSummary { run_id: run_id.clone(), date, status: JobStatus::Running, stages: Vec::new(), error: None };
     let mut outcomes = Vec::new();
     let mut all_skipped = true;
@@ -194,6 +196,7 @@ pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: RunDate,
             ledger::finish_run(wh, &run_id, JobStatus::Failed, Some(msg)).await?;
             summary.status = JobStatus::Failed;
             summary.error = Some(msg.into());
+            crate::notify::run_finished(&summary, &outcomes);
             return Ok(RunOutcome { summary, stages: outcomes, code: exit::FAILED });
         }
         let mut attempt: u32 = 0;
@@ -202,7 +205,7 @@ pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: RunDate,
             attempt += 1;
             ledger::job(wh, &run_id, stage.name(), JobStatus::Running, attempt, None, None, None).await?;
             lake_fault(stage, attempt).await;
-            match stage.run(ctx, wh, date).await {
+            match stage.run(ctx, wh, date).instrument(crate::logging::stage_span(&run_span, stage.name())).await {
                 Ok(report) => {
                     let o = StageOutcome { stage, report, seconds: started.elapsed().as_secs_f64() };
                     let skipped = o.skipped();
@@ -211,7 +214,8 @@ pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: RunDate,
                     let (rows, job_summary) = (o.rows(), o.summary());
                     ledger::job(wh, &run_id, stage.name(), status, attempt, rows, Some(&job_summary), None).await?;
                     if !ctx.quiet {
-                        eprintln!("{date} {:<6} {} in {:.1}s: {}", stage.name(), status.as_str(), o.seconds, o.line());
+                        let line = format!("{date} {:<6} {} in {:.1}s: {}", stage.name(), status.as_str(), o.seconds, o.line());
+                        crate::logging::stage_span(&run_span, stage.name()).in_scope(|| crate::logging::progress(&line));
                     }
                     summary.stages.push(serde_json::json!({ "stage": stage.name(), "status": status.as_str(), "attempts": attempt, "rows": rows, "summary": job_summary }));
                     outcomes.push(o);
@@ -229,6 +233,9 @@ pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: RunDate,
                     let f = Failure::from_stage(&e);
                     let _ = ledger::job(wh, &run_id, stage.name(), JobStatus::Failed, attempt, None, None, Some(&f.message)).await;
                     let _ = ledger::finish_run(wh, &run_id, JobStatus::Failed, Some(&format!("{stage}: {}", f.message))).await;
+                    summary.status = JobStatus::Failed;
+                    summary.error = Some(format!("{stage}: {}", f.message));
+                    crate::notify::run_finished(&summary, &outcomes);
                     return Err(Failure { message: format!("{date} {stage} failed after {attempt} attempt(s): {}", f.message), ..f });
                 }
             }
@@ -237,6 +244,7 @@ pub async fn run_date(ctx: &RunContext, wh: &mut gold::Warehouse, date: RunDate,
     let status = if all_skipped { JobStatus::Skipped } else { JobStatus::Completed };
     ledger::finish_run(wh, &run_id, status, None).await?;
     summary.status = status;
+    crate::notify::run_finished(&summary, &outcomes);
     Ok(RunOutcome { summary, stages: outcomes, code: if all_skipped { exit::NOTHING_TO_DO } else { exit::OK } })
 }
 

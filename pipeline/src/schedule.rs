@@ -22,7 +22,7 @@ pub async fn schedule(mut ctx: RunContext, cron: Cron, catch_up_days: u32, once:
         let plan = plan(last_done, first_failed, today, catch_up_days);
         if plan.replay {
             let (from, to) = (plan.dates[0], *plan.dates.last().expect("a replay has dates"));
-            eprintln!("schedule: {from} failed but a later date was completed since: replaying {from} to {to} as a backfill");
+            crate::logging::progress(&format!("schedule: {from} failed but a later date was completed since: replaying {from} to {to} as a backfill"));
             if let Some(guard) = lock_for_schedule(&ctx, from).await {
                 orchestrate::abandon_dead_holder(&mut wh, &guard).await;
                 let result = crate::replay::replay(&mut ctx, &mut wh, from, to, "schedule").await;
@@ -30,12 +30,12 @@ pub async fn schedule(mut ctx: RunContext, cron: Cron, catch_up_days: u32, once:
                 match result {
                     Ok(runs) => {
                         for o in runs {
-                            eprintln!("schedule: {} {}", o.summary.date, o.summary.status);
+                            crate::logging::progress(&format!("schedule: {} {}", o.summary.date, o.summary.status));
                             done.push(serde_json::json!({ "date": o.summary.date, "status": o.summary.status, "run_id": o.summary.run_id }));
                         }
                     }
                     Err(f) => {
-                        eprintln!("schedule: replay from {from} failed: {}", f.message);
+                        crate::logging::progress(&format!("schedule: replay from {from} failed: {}", f.message));
                         done.push(serde_json::json!({ "date": from, "status": "failed", "error": f.message }));
                     }
                 }
@@ -54,12 +54,12 @@ pub async fn schedule(mut ctx: RunContext, cron: Cron, catch_up_days: u32, once:
                 guard.release().await;
                 match result {
                     Ok(o) => {
-                        eprintln!("schedule: {date} {}", o.summary.status);
+                        crate::logging::progress(&format!("schedule: {date} {}", o.summary.status));
                         done.push(serde_json::json!({ "date": date, "status": o.summary.status, "run_id": o.summary.run_id }));
                         if matches!(o.summary.status, schemas::JobStatus::Completed | schemas::JobStatus::Skipped) { DateOutcome::Done } else { DateOutcome::Failed }
                     }
                     Err(f) => {
-                        eprintln!("schedule: {date} failed: {}", f.message);
+                        crate::logging::progress(&format!("schedule: {date} failed: {}", f.message));
                         done.push(serde_json::json!({ "date": date, "status": "failed", "error": f.message }));
                         DateOutcome::Failed
                     }
@@ -79,7 +79,7 @@ pub async fn schedule(mut ctx: RunContext, cron: Cron, catch_up_days: u32, once:
         }
         let now = chrono::Utc::now();
         let next = cron.next_after(now).ok_or_else(|| Failure::usage("the cron expression never matches"))?;
-        eprintln!("schedule: next run at {} UTC", next.format("%Y-%m-%d %H:%M"));
+        crate::logging::progress(&format!("schedule: next run at {} UTC", next.format("%Y-%m-%d %H:%M")));
         while chrono::Utc::now() < next {
             if ctx.stop.load(Ordering::SeqCst) {
                 wh.close().await;
@@ -153,7 +153,7 @@ async fn lock_for_schedule(ctx: &RunContext, date: RunDate) -> Option<lock::Lake
     match lock::LakeLock::acquire(&ctx.lake, &format!("medallion schedule ({date})"), ctx.lock_wait).await {
         Ok(g) => Some(g),
         Err(lock::LockError::Held(m)) | Err(lock::LockError::Store(m)) => {
-            eprintln!("schedule: {date} not run now: {m}");
+            crate::logging::progress(&format!("schedule: {date} not run now: {m}"));
             None
         }
     }
