@@ -43,6 +43,9 @@ pub async fn discover(landing: &Location, date: RunDate) -> Result<(Vec<Candidat
     partners.sort();
     for partner_path in partners {
         let partner = partner_path.filename().unwrap_or_default().to_string();
+        if RESERVED_FOLDERS.contains(&partner.as_str()) {
+            continue;
+        }
         if let Err(msg) = validate_partner_id(&partner) {
             ignored.push(Ignored { path: landing.describe(&partner_path), reason: msg });
             continue;
@@ -104,6 +107,11 @@ pub async fn discover(landing: &Location, date: RunDate) -> Result<(Vec<Candidat
     found.sort_by(|a, b| (&a.partner, a.dataset, &a.file_name).cmp(&(&b.partner, b.dataset, &b.file_name)));
     Ok((found, ignored))
 }
+
+/// Top-level folders of the landing zone that hold no partner's feeds and are passed over
+/// without a word: `_control` (completeness markers and manifests) and `_archive` (files
+/// `medallion watch` archived after their run).
+pub const RESERVED_FOLDERS: [&str; 2] = ["_control", "_archive"];
 
 /// An S3 folder that holds a key object_store cannot represent (a control character in a
 /// name): the S3 listing fails as a whole, so that folder is reported and skipped — one
@@ -169,6 +177,9 @@ fn discover_local(root: &std::path::Path, display: &str, date: RunDate) -> Resul
     let io_err = |path: String| move |source: std::io::Error| BronzeError::Io { path, source };
     let top = list(root, &[], &mut ignored).map_err(io_err(display.to_string()))?;
     for (partner, t) in top {
+        if t.is_dir() && RESERVED_FOLDERS.contains(&partner.as_str()) {
+            continue;
+        }
         if !t.is_dir() {
             let reason = if t.is_file() { "files at the top of the landing zone are not read".to_string() } else { format!("{NOT_A_REGULAR_FILE}: {}", kind(&t)) };
             ignored.push(Ignored { path: shown(&[&partner]), reason });

@@ -9,7 +9,7 @@ mod land;
 mod reland;
 mod sink;
 
-pub use discover::{discover, Candidate, Ignored, NOT_A_REGULAR_FILE};
+pub use discover::{discover, Candidate, Ignored, NOT_A_REGULAR_FILE, RESERVED_FOLDERS};
 pub use land::{ingest_files, land_date, FeedOutcome, LandAction, LandReport, CHANGED_WHILE_LANDING};
 pub use lake::registry::{FeedRecord, FeedStatus, Registry, RegistryError};
 pub use reland::{raw_feeds, reland_date};

@@ -115,6 +115,21 @@ then every date of the range, and every later date silver had already run, is ru
   medallion schedule --cron \"0 1 * * *\"             every night at 01:00 UTC
   medallion schedule --cron \"0 1 * * *\" --once      catch up now, then exit")]
     Schedule(ScheduleArgs),
+    /// Run a date as soon as its feeds are complete (each partner's rule in the [watch] section
+    /// of medallion.toml), at its deadline with what arrived, and again when late files
+    /// arrive; optionally archive what landed. SIGTERM finishes the current stage and exits.
+    #[command(after_help = "Examples:
+  medallion watch                      poll every [watch] poll_seconds (default 30 s)
+  medallion watch --once --json        one poll: run what is due, then exit (cron-friendly)
+
+medallion.toml:
+  [watch]
+  deadline = \"04:00\"          # UTC, the day after the date: run with what arrived
+  [watch.partners.acme]
+  datasets = [\"products\", \"orders\", \"order_items\"]
+  [watch.partners.globex]
+  marker = true                # _control/globex/<date>/_SUCCESS in the landing zone")]
+    Watch(WatchArgs),
     /// Try medallion: generate a few days of partner feeds, run the whole pipeline on each day
     /// into a local lake and the embedded SQLite warehouse, and show where to look.
     #[command(after_help = "Examples:
@@ -286,6 +301,20 @@ pub struct ScheduleArgs {
     /// Catch up and exit instead of waiting for the next time.
     #[arg(long)]
     pub once: bool,
+    #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
+    pub landing: String,
+    #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
+    pub retries: u32,
+}
+
+#[derive(clap::Args)]
+pub struct WatchArgs {
+    /// One poll: run what is due, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between polls (overrides [watch] poll_seconds).
+    #[arg(long)]
+    pub poll_seconds: Option<u64>,
     #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
     pub landing: String,
     #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]

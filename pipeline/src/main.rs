@@ -15,6 +15,7 @@ mod render;
 mod replay;
 mod schedule;
 mod stage;
+mod watch;
 
 use std::process::ExitCode;
 

@@ -28,3 +28,4 @@ mod gold;
 mod hostile;
 mod ops;
 mod pipeline;
+mod watch;
