@@ -8,6 +8,9 @@ command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&
 eval "$(scripts/services.sh start)"
 # Service tests must fail, never skip, when a service is missing.
 unset MEDALLION_SKIP_SERVICE_TESTS
+# The fuzz targets (CSV reader, value parsers; seeded by the committed corpora in
+# bronze/fuzz/corpus and schemas/fuzz) run this many cases each: a fixed budget.
+export MEDALLION_FUZZ_CASES="${MEDALLION_FUZZ_CASES:-3000}"
 echo "== cargo test (debug build; target $CARGO_TARGET_DIR)" >&2
 rc=0
 cargo test --workspace --locked --no-fail-fast "$@" || rc=$?

@@ -29,3 +29,4 @@ mod hostile;
 mod ops;
 mod pipeline;
 mod serve;
+mod watch;
