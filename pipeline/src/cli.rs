@@ -416,6 +416,11 @@ pub struct ServeArgs {
     /// each due date is queued like a POST /v1/runs.
     #[arg(long, env = "MEDALLION_SCHEDULE")]
     pub schedule: Option<String>,
+    /// Run dates as soon as their feeds are complete, inside the service (the [watch] section
+    /// of medallion.toml, as `medallion watch`); S3 event notifications posted to
+    /// /v1/events/s3 trigger a poll at once.
+    #[arg(long, env = "MEDALLION_WATCH")]
+    pub watch: bool,
     /// With --schedule: at most this many missed days are caught up.
     #[arg(long, default_value_t = 7)]
     pub catch_up_days: u32,

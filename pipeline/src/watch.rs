@@ -284,8 +284,17 @@ enum Trigger {
     Late,
 }
 
-/// Polls until stopped (or once); returns what ran, for `--json`.
-pub async fn watch(ctx: RunContext, w: Watch, once: bool) -> Result<Vec<serde_json::Value>, Failure> {
+/// The `[watch]` section of medallion.toml, checked.
+pub fn load() -> Result<Watch, Failure> {
+    let section = crate::config::section("watch")
+        .ok_or_else(|| Failure::usage("watch needs a [watch] section in medallion.toml: the partners a date waits for (see the README, Event-driven runs)"))?;
+    let cfg: WatchConfig = section.clone().try_into().map_err(|e| Failure::usage(format!("[watch] in the config file: {e}")))?;
+    cfg.check().map_err(Failure::usage)
+}
+
+/// Polls until stopped (or once); returns what ran, for `--json`. `wake` cuts the wait
+/// between two polls short (an S3 event notification arrived).
+pub async fn watch(ctx: RunContext, w: Watch, once: bool, wake: Option<std::sync::Arc<tokio::sync::Notify>>) -> Result<Vec<serde_json::Value>, Failure> {
     let landing = ctx.landing.clone().ok_or_else(|| Failure::usage("watch needs a landing zone"))?;
     let mut ran = Vec::new();
     let mut waiting_said: BTreeMap<RunDate, String> = BTreeMap::new();
@@ -331,7 +340,16 @@ pub async fn watch(ctx: RunContext, w: Watch, once: bool) -> Result<Vec<serde_js
             if ctx.stop.load(Ordering::SeqCst) {
                 return Ok(ran);
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            let tick = tokio::time::sleep(Duration::from_millis(200));
+            match &wake {
+                Some(n) => {
+                    tokio::select! {
+                        _ = tick => {},
+                        _ = n.notified() => break,
+                    }
+                }
+                None => tick.await,
+            }
         }
     }
 }

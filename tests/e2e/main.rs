@@ -24,6 +24,7 @@ mod bronze;
 mod cli;
 mod silver;
 mod common;
+mod dashboard;
 mod gold;
 mod hostile;
 mod ops;

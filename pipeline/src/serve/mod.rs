@@ -14,6 +14,7 @@ pub mod auth;
 pub mod dashboard;
 pub mod docs;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod metrics;
@@ -49,6 +50,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(runs::router())
         .merge(metrics::router())
+        .merge(events::router())
     // ── Read endpoints (branch serve-read): `.merge(<module>::router())` lines go here. ──
 }
 
@@ -118,6 +120,8 @@ pub struct ServeOptions {
     pub listen: String,
     /// `--schedule`: the in-service scheduler's cron, and its catch-up window in days.
     pub schedule: Option<(crate::schedule::Cron, u32)>,
+    /// `--watch`: the watcher's configuration, its own run context and its wake-up.
+    pub watch: Option<(crate::watch::Watch, RunContext, Arc<tokio::sync::Notify>)>,
 }
 
 /// Serves until the first SIGTERM / SIGINT, then shuts down gracefully (see the module doc).
@@ -127,6 +131,15 @@ pub async fn serve(state: AppState, ctx: RunContext, opts: ServeOptions) -> Resu
     let addr = listener.local_addr().map_err(|e| Failure::failed(format!("--listen {}: {e}", opts.listen)))?;
     let worker = tokio::spawn(state.jobs.clone().worker(ctx, state.metrics.clone()));
     let scheduler = opts.schedule.map(|(cron, days)| tokio::spawn(jobs::schedule(state.clone(), cron, days)));
+    let watcher = opts.watch.map(|(w, wctx, wake)| {
+        let stop = wctx.stop.clone();
+        let task = tokio::spawn(async move {
+            if let Err(f) = crate::watch::watch(wctx, w, false, Some(wake)).await {
+                tracing::error!("the watcher stopped: {}", f.message);
+            }
+        });
+        (stop, task)
+    });
     println!("medallion serve: listening on http://{addr}");
     tracing::info!("serving the lake {} and the warehouse {} (API docs at http://{addr}/docs)", state.lake.describe(&object_store::path::Path::from("")), state.warehouse_display);
     let shutdown = {
@@ -144,6 +157,13 @@ pub async fn serve(state: AppState, ctx: RunContext, opts: ServeOptions) -> Resu
     }
     if let Err(e) = worker.await {
         tracing::error!("the run worker ended abnormally: {e}");
+    }
+    if let Some((stop, task)) = watcher {
+        // The watcher's running stage finishes; it starts no other.
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = task.await {
+            tracing::error!("the watcher ended abnormally: {e}");
+        }
     }
     state.close_pool().await;
     served.map_err(|e| Failure::failed(format!("serving on {addr}: {e}")))?;
