@@ -18,4 +18,6 @@ cargo test --workspace --locked --no-fail-fast "$@" || rc=$?
 # binary cargo test just built.
 echo "== Airflow DAG test (real Airflow; first run installs it into \${MEDALLION_CACHE:-~/.cache/medallion}/airflow-venv)" >&2
 scripts/airflow_test.sh "$CARGO_TARGET_DIR/debug/medallion" || rc=$?
+echo "== schemathesis against medallion serve's /openapi.json (installs schemathesis into the cached venv on first use)" >&2
+scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/medallion" || rc=$?
 exit "$rc"

@@ -31,3 +31,4 @@ mod ops;
 mod pipeline;
 mod serve;
 mod watch;
+mod serve_read;

@@ -23,6 +23,11 @@ pub mod runs;
 pub mod state;
 pub mod upload;
 // ── Read endpoints (branch serve-read): their `pub mod …;` lines go here. ──
+pub mod analytics;
+pub mod cursor;
+pub mod feeds;
+pub mod products;
+pub mod silver_read;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +56,10 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(runs::router())
         .merge(metrics::router())
         .merge(events::router())
-    // ── Read endpoints (branch serve-read): `.merge(<module>::router())` lines go here. ──
+        // ── Read endpoints (branch serve-read): `.merge(<module>::router())` lines go here. ──
+        .merge(products::router())
+        .merge(analytics::router())
+        .merge(feeds::router())
 }
 
 /// The largest body of an endpoint other than the upload (whose limit is `--max-upload-bytes`,
