@@ -201,12 +201,17 @@ fn keys_and_roles() {
 both!(refused_uploads_land_nothing, refused_uploads);
 
 fn refused_uploads(env: Env) {
-    let srv = Server::start(&env, &["--max-upload-bytes", "1000"], &[]);
+    let srv = Server::start(&env, &["--max-upload-bytes", "1000", "--request-timeout", "2"], &[]);
     let q = format!("partner=acme&dataset=orders&date={D}");
     let big = request(&srv.addr, "POST", &format!("/v1/feeds?{q}"), Some(INGEST_KEY), &[], Body::Declared { length: 5000, send: vec![b'x'; 100] });
     assert!(big.problem(413)["detail"].as_str().unwrap().contains("1000 bytes"));
     let chunked = request(&srv.addr, "POST", &format!("/v1/feeds?{q}&name=big.csv"), Some(INGEST_KEY), &[], Body::Chunked { chunk: vec![b'y'; 300], n: 10 });
     chunked.problem(413);
+    // An upload the client aborts half-way, and one that stalls past the request timeout.
+    let aborted = request(&srv.addr, "POST", &format!("/v1/feeds?{q}&name=aborted.csv"), Some(INGEST_KEY), &[], Body::Declared { length: 900, send: vec![b'z'; 100] });
+    aborted.problem(400);
+    let stalled = request(&srv.addr, "POST", &format!("/v1/feeds?{q}&name=stalled.csv"), Some(INGEST_KEY), &[], Body::Stalled { length: 900, send: vec![b'z'; 100] });
+    assert!(stalled.problem(408)["detail"].as_str().unwrap().contains("stalled"), "{}", stalled.text());
     for bad in [
         format!("partner=Bad%20Partner&dataset=orders&date={D}"),
         format!("partner=acme&dataset=nope&date={D}"),
@@ -231,7 +236,7 @@ fn refused_uploads(env: Env) {
     let named = format!("acme/orders/{D}/{}", first.json()["path"].as_str().unwrap().rsplit('/').next().unwrap());
     assert_eq!(files, vec![format!("acme/orders/{D}/a.csv"), named], "only the accepted feeds, no staging object");
     let m = parse_prometheus(&srv.get("/metrics", Some(READER_KEY)).text());
-    assert_eq!(m.get("medallion_uploads_total{result=\"refused\"}"), Some(&8.0), "8 refused in the handler (a missing parameter is refused before it)");
+    assert_eq!(m.get("medallion_uploads_total{result=\"refused\"}"), Some(&10.0), "10 refused in the handler (a missing parameter is refused before it)");
 }
 
 /// A server whose runs pause before silver until `gate` exists.
@@ -353,4 +358,37 @@ fn schedule_inside_the_service_queues_and_runs_the_due_date() {
     assert_eq!((run["kind"].as_str(), run["status"].as_str()), (Some("schedule"), Some("completed")), "{run:#}");
     // Done dates are not queued again.
     assert_eq!(srv.get(&format!("/v1/runs?date={yesterday}"), Some(READER_KEY)).json()["runs"].as_array().unwrap().len(), 1);
+}
+
+/// A warehouse password never reaches a response or the log, even when the warehouse goes
+/// away under the server (readiness answers 503, the endpoints a 5xx problem with the URL
+/// redacted and the CLI's class for the error).
+#[test]
+fn warehouse_password_never_leaks() {
+    let env = local();
+    let Some(pg) = postgres("serve_secret") else { return };
+    let (scheme, rest) = pg.url.split_once("://").unwrap();
+    let (user, host) = rest.split_once('@').unwrap();
+    let url = format!("{scheme}://{}:Sekr1tServe@{host}", user.split(':').next().unwrap());
+    let srv = Server::start(&env, &["--warehouse", &url], &[]);
+    assert_eq!(srv.get("/readyz", None).status, 200);
+    drop(pg); // DROP DATABASE … WITH (FORCE): the server's connections are cut.
+    let ready = srv.get("/readyz", None);
+    assert_eq!(ready.status, 503, "{}", ready.text());
+    let mut texts = vec![ready.text()];
+    for r in [
+        srv.get("/v1/runs", Some(READER_KEY)),
+        srv.get("/metrics", Some(READER_KEY)),
+        srv.post_json("/v1/runs", Some(OPERATOR_KEY), &serde_json::json!({ "date": D })),
+    ] {
+        assert!(r.status >= 500, "{}", r.text());
+        let p = r.problem(r.status);
+        assert!(p["detail"].as_str().unwrap().contains("does not exist"), "{p}");
+        texts.push(r.text());
+    }
+    texts.push(srv.stderr());
+    for t in &texts {
+        assert!(!t.contains("Sekr1tServe"), "the warehouse password leaked:\n{t}");
+    }
+    assert!(texts.iter().any(|t| t.contains("***")), "the URL is shown redacted: {texts:#?}");
 }

@@ -77,7 +77,7 @@ impl JobQueue {
                     _ => Ok(Cancelled::RunningElsewhere),
                 }
             }
-            // Claimed between the two statements is impossible to miss: claimed means running.
+            // Not reachable in practice (nothing puts a run back to queued), answered honestly.
             Some(JobStatus::Queued) => Err(ApiError::conflict("the run changed state while being cancelled; try again")),
             Some(s) => Ok(Cancelled::Finished(s)),
         }

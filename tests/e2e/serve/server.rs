@@ -26,7 +26,10 @@ impl Server {
     /// the three test keys, `extra` arguments and `vars`; waits for its "listening on" line.
     pub fn start(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         let log = env.dir.path().join(format!("serve-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--request-timeout", "20"];
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        if !extra.contains(&"--request-timeout") {
+            args.extend(["--request-timeout", "20"]);
+        }
         args.extend(extra);
         let mut c: Command = command(env, &args);
         c.env("MEDALLION_API_KEYS", format!("ingest:{INGEST_KEY}\noperator:{OPERATOR_KEY},reader:{READER_KEY}"))
@@ -104,8 +107,11 @@ pub enum Body {
     Whole(Vec<u8>),
     /// Sent with Transfer-Encoding: chunked, `n` chunks of `chunk`.
     Chunked { chunk: Vec<u8>, n: usize },
-    /// A declared Content-Length with only `send` bytes of it sent.
+    /// A declared Content-Length with only `send` bytes of it sent, then the client stops
+    /// sending (closes its side: an aborted upload).
     Declared { length: u64, send: Vec<u8> },
+    /// The same, but the connection stays open and silent (a stalled upload).
+    Stalled { length: u64, send: Vec<u8> },
 }
 
 pub struct Response {
@@ -153,7 +159,11 @@ pub fn request(addr: &str, method: &str, path: &str, key: Option<&str>, headers:
     let _ = match body {
         Body::None => s.write_all(format!("{head}Content-Length: 0\r\n\r\n").as_bytes()),
         Body::Whole(b) => s.write_all(format!("{head}Content-Length: {}\r\n\r\n", b.len()).as_bytes()).and_then(|_| s.write_all(&b)),
-        Body::Declared { length, send } => s.write_all(format!("{head}Content-Length: {length}\r\n\r\n").as_bytes()).and_then(|_| s.write_all(&send)),
+        Body::Declared { length, send } => s
+            .write_all(format!("{head}Content-Length: {length}\r\n\r\n").as_bytes())
+            .and_then(|_| s.write_all(&send))
+            .and_then(|_| s.shutdown(std::net::Shutdown::Write)),
+        Body::Stalled { length, send } => s.write_all(format!("{head}Content-Length: {length}\r\n\r\n").as_bytes()).and_then(|_| s.write_all(&send)),
         Body::Chunked { chunk, n } => (|| {
             s.write_all(format!("{head}Transfer-Encoding: chunked\r\n\r\n").as_bytes())?;
             for _ in 0..n {
