@@ -18,6 +18,10 @@ cargo test --workspace --locked --no-fail-fast "$@" || rc=$?
 # binary cargo test just built.
 echo "== Airflow DAG test (real Airflow; first run installs it into \${MEDALLION_CACHE:-~/.cache/medallion}/airflow-venv)" >&2
 scripts/airflow_test.sh "$CARGO_TARGET_DIR/debug/medallion" || rc=$?
+# The dashboard in a real browser (Debian's Chromium + playwright-core, installed on first use);
+# screenshots in $CARGO_TARGET_DIR/artifacts.
+echo "== dashboard browser test (Chromium)" >&2
+MEDALLION_ARTIFACTS="$CARGO_TARGET_DIR/artifacts" scripts/browser_test.sh "$CARGO_TARGET_DIR/debug/medallion" || rc=$?
 echo "== schemathesis against medallion serve's /openapi.json (installs schemathesis into the cached venv on first use)" >&2
 scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/medallion" || rc=$?
 exit "$rc"

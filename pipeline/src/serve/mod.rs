@@ -101,7 +101,9 @@ pub fn app(state: AppState) -> Router {
 /// problem documents too; their other headers (e.g. `Allow`) are kept.
 async fn problem_for_bare_errors(res: Response) -> Response {
     let status = res.status();
-    let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    let content_type = res.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+    // Problem documents, and the dashboard's own HTML error pages, are kept as they are.
+    let is_problem = content_type.starts_with(b"application/problem+json") || content_type.starts_with(b"text/html");
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return res;
     }

@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(overview))
         .route("/dashboard/date/{date}", get(date_page))
+        .route("/dashboard/feeds/{id}/rejects", get(rejects_page))
         .route("/dashboard/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css"), (header::CACHE_CONTROL, "max-age=3600")], STYLE) }))
         .route("/login", get(login_form).post(login))
         .route("/logout", axum::routing::post(logout))
@@ -249,6 +250,43 @@ async fn date_body(state: &AppState, date: RunDate) -> Result<Markup, ApiError> 
         }
     };
     Ok(layout(&format!("Date {date}"), body))
+}
+
+#[derive(Deserialize)]
+struct Cursor {
+    cursor: Option<String>,
+}
+
+/// A feed's rejected rows, 100 a page, through the same code as `GET /v1/feeds/{id}/rejects`.
+async fn rejects_page(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<Cursor>) -> Response {
+    if !allowed(&state, &headers) {
+        return Redirect::to("/login").into_response();
+    }
+    let query = super::feeds::RejectsQuery { limit: Some(100), cursor: q.cursor };
+    let page = super::feeds::feed_rejects(super::auth::Reader, State(state), Path(id.clone()), Query(query)).await;
+    Page(page.map(|axum::Json(p)| {
+        let body = html! {
+            p { "Rows of feed " code { (p.feed_id) } " that silver rejected, with the first rule each broke and the values as sent." }
+            @if p.items.is_empty() { p.empty { "No rejected row." } }
+            @else {
+                table.rejects {
+                    thead { tr { th.num { "row" } th.num { "line" } th { "reason" } th { "values as sent" } } }
+                    tbody { @for r in &p.items { tr {
+                        td.num { (r.row_number) } td.num { (r.line_number) } td.err { (r.reason) }
+                        td { @match &r.values {
+                            Some(v) => { @for (k, val) in v { span.stage { b { (k) } "=" (val.as_str().map(str::to_string).unwrap_or_else(|| val.to_string())) } " " } },
+                            None => code { (r.raw) },
+                        } }
+                    } } }
+                }
+            }
+            @if let Some(next) = &p.next_cursor {
+                p { a href={ "/dashboard/feeds/" (p.feed_id) "/rejects?cursor=" (next) } { "next page →" } }
+            }
+        };
+        layout(&format!("Rejected rows of {id}"), body)
+    }))
+    .into_response()
 }
 
 async fn login_form() -> Html<String> {
