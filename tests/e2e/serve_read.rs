@@ -1,7 +1,7 @@
 //! The read endpoints of `medallion serve` over real HTTP against the real binary: products
 //! pages equal silver (every SKU exactly once, also while a run upserts products), product
-//! detail, analytics equal the warehouse to the cent (SQLite and PostgreSQL), feeds
-//! reconciliation and rejects pages, auth by role.
+//! detail, analytics equal the warehouse to the cent, feeds reconciliation and rejects pages,
+//! auth by role; on a local lake with SQLite and with PostgreSQL, and on SeaweedFS.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -339,6 +339,13 @@ fn read_endpoints(env: Env, warehouse: &str) {
 fn read_endpoints_sqlite() {
     let env = local();
     let wh = format!("sqlite://{}/warehouse.db", env.lake);
+    read_endpoints(env, &wh);
+}
+
+#[test]
+fn read_endpoints_s3() {
+    let Some(env) = crate::common::s3("serve_read") else { return };
+    let wh = format!("sqlite://{}/warehouse.db", env.dir.path().display());
     read_endpoints(env, &wh);
 }
 
