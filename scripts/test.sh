@@ -8,6 +8,9 @@ command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&
 eval "$(scripts/services.sh start)"
 # Service tests must fail, never skip, when a service is missing.
 unset MEDALLION_SKIP_SERVICE_TESTS
+# The fuzz targets (CSV reader, value parsers; seeded by the committed corpora in
+# bronze/fuzz/corpus and schemas/fuzz) run this many cases each: a fixed budget.
+export MEDALLION_FUZZ_CASES="${MEDALLION_FUZZ_CASES:-3000}"
 echo "== cargo test (debug build; target $CARGO_TARGET_DIR)" >&2
 rc=0
 cargo test --workspace --locked --no-fail-fast "$@" || rc=$?
@@ -15,6 +18,10 @@ cargo test --workspace --locked --no-fail-fast "$@" || rc=$?
 # binary cargo test just built.
 echo "== Airflow DAG test (real Airflow; first run installs it into \${MEDALLION_CACHE:-~/.cache/medallion}/airflow-venv)" >&2
 scripts/airflow_test.sh "$CARGO_TARGET_DIR/debug/medallion" || rc=$?
+# The dashboard in a real browser (Debian's Chromium + playwright-core, installed on first use);
+# screenshots in $CARGO_TARGET_DIR/artifacts.
+echo "== dashboard browser test (Chromium)" >&2
+MEDALLION_ARTIFACTS="$CARGO_TARGET_DIR/artifacts" scripts/browser_test.sh "$CARGO_TARGET_DIR/debug/medallion" || rc=$?
 echo "== schemathesis against medallion serve's /openapi.json (installs schemathesis into the cached venv on first use)" >&2
 scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/medallion" || rc=$?
 exit "$rc"

@@ -43,8 +43,7 @@ pub async fn discover(landing: &Location, date: RunDate) -> Result<(Vec<Candidat
     partners.sort();
     for partner_path in partners {
         let partner = partner_path.filename().unwrap_or_default().to_string();
-        if partner == crate::UPLOADS_DIR {
-            // Uploads in flight (`POST /v1/feeds`): never landed from here.
+        if RESERVED_FOLDERS.contains(&partner.as_str()) {
             continue;
         }
         if let Err(msg) = validate_partner_id(&partner) {
@@ -108,6 +107,12 @@ pub async fn discover(landing: &Location, date: RunDate) -> Result<(Vec<Candidat
     found.sort_by(|a, b| (&a.partner, a.dataset, &a.file_name).cmp(&(&b.partner, b.dataset, &b.file_name)));
     Ok((found, ignored))
 }
+
+/// Top-level folders of the landing zone that hold no partner's feeds and are passed over
+/// without a word: `_control` (completeness markers and manifests), `_archive` (files
+/// `medallion watch` archived after their run) and `_uploads` (uploads in flight, `POST
+/// /v1/feeds`).
+pub const RESERVED_FOLDERS: [&str; 3] = ["_control", "_archive", crate::UPLOADS_DIR];
 
 /// An S3 folder that holds a key object_store cannot represent (a control character in a
 /// name): the S3 listing fails as a whole, so that folder is reported and skipped — one
@@ -173,8 +178,7 @@ fn discover_local(root: &std::path::Path, display: &str, date: RunDate) -> Resul
     let io_err = |path: String| move |source: std::io::Error| BronzeError::Io { path, source };
     let top = list(root, &[], &mut ignored).map_err(io_err(display.to_string()))?;
     for (partner, t) in top {
-        if partner == crate::UPLOADS_DIR && t.is_dir() {
-            // Uploads in flight (`POST /v1/feeds`): never landed from here.
+        if t.is_dir() && RESERVED_FOLDERS.contains(&partner.as_str()) {
             continue;
         }
         if !t.is_dir() {

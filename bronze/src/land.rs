@@ -61,7 +61,7 @@ pub(crate) fn store_err(loc: &Location, path: &Path, e: object_store::Error) -> 
 }
 
 
-async fn hash_file(landing: &Location, path: &Path) -> Result<(String, u64), BronzeError> {
+pub(crate) async fn hash_file(landing: &Location, path: &Path) -> Result<(String, u64), BronzeError> {
     let size = landing.store.head(path).await.map_err(|e| store_err(landing, path, e))?.size;
     let mut stream = Box::pin(lake::read_stream(landing.store.clone(), path.clone(), size));
     let mut hasher = Sha256::new();
@@ -262,7 +262,7 @@ fn writer_properties(feed: &FeedRecord) -> WriterProperties {
 /// Streams one file: the raw copy and the Parquet conversion in the same pass, so memory is
 /// bounded by one batch whatever the file size. A file that changed since it was hashed is
 /// abandoned (`Err(Ignored)`, registry status `abandoned`): the next run lands its final content.
-async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: FeedRecord) -> Result<Result<FeedOutcome, Ignored>, BronzeError> {
+pub(crate) async fn land_one(landing: &Location, lake: &Location, c: &Candidate, mut feed: FeedRecord) -> Result<Result<FeedOutcome, Ignored>, BronzeError> {
     let raw_path = Path::from(feed.raw_path.as_str());
     let bronze_path = lake.path(&paths::bronze_feed(c.dataset, &c.partner, c.date, &feed.feed_id));
     let raw_exists = match lake.store.head(&raw_path).await {

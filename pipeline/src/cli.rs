@@ -35,8 +35,19 @@ pub struct Cli {
     /// Only print errors and the final summary.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Logs on stderr as human lines (text) or one JSON object per line (json), with run id,
+    /// date, stage, partner and feed id as fields.
+    #[arg(long, env = "MEDALLION_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How logs are written on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -87,10 +98,11 @@ run for the date and the warehouse is up to date.")]
 Exit codes: 0 done, 1 failed (data or bug: do not retry blindly), 2 usage, 3 a service was
 unreachable after the retries, 4 nothing to do for the date, 5 the lake is locked by another run.")]
     Run(RunArgs),
-    /// Re-run a range of dates from the immutable bronze copies, in date order, ending in the
-    /// state a clean sequential run would have produced.
+    /// Re-run a range of dates in date order, ending in the state a clean sequential run would
+    /// have produced; with --from-raw, bronze is re-landed from the lake's immutable raw copies.
     #[command(after_help = "Examples:
   medallion backfill --from 2026-11-01 --to 2026-11-07
+  medallion backfill --from 2026-11-01 --to 2026-11-07 --from-raw   the landing zone is not read
 
 Silver is first restored (Delta time travel) to its state after the last run before --from;
 then every date of the range, and every later date silver had already run, is run again
@@ -103,6 +115,21 @@ then every date of the range, and every later date silver had already run, is ru
   medallion schedule --cron \"0 1 * * *\"             every night at 01:00 UTC
   medallion schedule --cron \"0 1 * * *\" --once      catch up now, then exit")]
     Schedule(ScheduleArgs),
+    /// Run a date as soon as its feeds are complete (each partner's rule in the [watch] section
+    /// of medallion.toml), at its deadline with what arrived, and again when late files
+    /// arrive; optionally archive what landed. SIGTERM finishes the current stage and exits.
+    #[command(after_help = "Examples:
+  medallion watch                      poll every [watch] poll_seconds (default 30 s)
+  medallion watch --once --json        one poll: run what is due, then exit (cron-friendly)
+
+medallion.toml:
+  [watch]
+  deadline = \"04:00\"          # UTC, the day after the date: run with what arrived
+  [watch.partners.acme]
+  datasets = [\"products\", \"orders\", \"order_items\"]
+  [watch.partners.globex]
+  marker = true                # _control/globex/<date>/_SUCCESS in the landing zone")]
+    Watch(WatchArgs),
     /// Try medallion: generate a few days of partner feeds, run the whole pipeline on each day
     /// into a local lake and the embedded SQLite warehouse, and show where to look.
     #[command(after_help = "Examples:
@@ -267,6 +294,12 @@ pub struct BackfillArgs {
     pub to: RunDate,
     #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
     pub landing: String,
+    /// Re-land bronze from the lake's immutable raw copies (raw/) instead of the landing
+    /// zone, which is then not read at all (it may be archived or gone): every feed received
+    /// for a date is parsed again under its feed id, so a fix in how files are read reaches
+    /// history. Files never landed are not picked up.
+    #[arg(long)]
+    pub from_raw: bool,
     #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
     pub retries: u32,
 }
@@ -281,6 +314,20 @@ pub struct ScheduleArgs {
     /// Catch up and exit instead of waiting for the next time.
     #[arg(long)]
     pub once: bool,
+    #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
+    pub landing: String,
+    #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
+    pub retries: u32,
+}
+
+#[derive(clap::Args)]
+pub struct WatchArgs {
+    /// One poll: run what is due, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds between polls (overrides [watch] poll_seconds).
+    #[arg(long)]
+    pub poll_seconds: Option<u64>,
     #[arg(long, env = "MEDALLION_LANDING", default_value = "./landing")]
     pub landing: String,
     #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
@@ -369,6 +416,11 @@ pub struct ServeArgs {
     /// each due date is queued like a POST /v1/runs.
     #[arg(long, env = "MEDALLION_SCHEDULE")]
     pub schedule: Option<String>,
+    /// Run dates as soon as their feeds are complete, inside the service (the [watch] section
+    /// of medallion.toml, as `medallion watch`); S3 event notifications posted to
+    /// /v1/events/s3 trigger a poll at once.
+    #[arg(long, env = "MEDALLION_WATCH")]
+    pub watch: bool,
     /// With --schedule: at most this many missed days are caught up.
     #[arg(long, default_value_t = 7)]
     pub catch_up_days: u32,

@@ -15,6 +15,7 @@ const CONFIG_KEYS: &[(&str, &str)] = &[
     ("retries", "MEDALLION_RETRIES"),
     ("lock_timeout", "MEDALLION_LOCK_TIMEOUT"),
     ("log", "MEDALLION_LOG"),
+    ("log_format", "MEDALLION_LOG_FORMAT"),
     ("s3_max_retries", "MEDALLION_S3_MAX_RETRIES"),
     ("listen", "MEDALLION_LISTEN"),
     ("api_keys_file", "MEDALLION_API_KEYS_FILE"),
@@ -40,8 +41,11 @@ pub fn load_file() -> Result<(), String> {
     };
     let table: toml::Table = text.parse().map_err(|e| format!("config file {}: {e}", path.display()))?;
     for (key, value) in &table {
+        if SECTIONS.contains(&key.as_str()) {
+            continue; // read by their own modules through `section`
+        }
         let Some((_, var)) = CONFIG_KEYS.iter().find(|(k, _)| k == key) else {
-            let known: Vec<&str> = CONFIG_KEYS.iter().map(|(k, _)| *k).collect();
+            let known: Vec<&str> = CONFIG_KEYS.iter().map(|(k, _)| *k).chain(SECTIONS.iter().copied()).collect();
             return Err(format!("config file {}: unknown setting {key:?} (known: {})", path.display(), known.join(", ")));
         };
         let value = match value {
@@ -54,7 +58,19 @@ pub fn load_file() -> Result<(), String> {
             std::env::set_var(var, value);
         }
     }
+    let _ = FILE.set(table);
     Ok(())
+}
+
+/// Tables of `medallion.toml` read by their own modules: `[[notify]]` (notify.rs) and
+/// `[watch]` (watch.rs).
+const SECTIONS: &[&str] = &["notify", "watch"];
+
+static FILE: std::sync::OnceLock<toml::Table> = std::sync::OnceLock::new();
+
+/// A structured section of the config file, if the file has it.
+pub fn section(name: &str) -> Option<&'static toml::Value> {
+    FILE.get().and_then(|t| t.get(name))
 }
 
 /// Opens a location and makes one cheap request, so that a wrong endpoint, a missing bucket

@@ -254,11 +254,55 @@ pub async fn sync_feeds(wh: &mut Warehouse, date: RunDate, feeds: &[lake::regist
 pub async fn last_done_date(wh: &mut Warehouse) -> Result<Option<RunDate>, WarehouseError> {
     migrate(wh).await?;
     let sql = format!(
-        "SELECT CAST(MAX(run_date) AS TEXT) FROM {} WHERE status IN ('completed', 'skipped') AND kind IN ('run', 'schedule', 'backfill')",
+        "SELECT CAST(MAX(run_date) AS TEXT) FROM {} WHERE status IN ('completed', 'skipped') AND kind IN ('run', 'schedule', 'backfill', 'watch')",
         t(wh, "runs")
     );
     let last = wh.query_strings(&sql).await?.into_iter().next().and_then(|r| r.into_iter().next().flatten());
     Ok(last.and_then(|d| d.parse().ok()))
+}
+
+/// The earliest date on or after `since` whose latest whole-pipeline run (`run`, `schedule`
+/// or `backfill`) failed or was abandoned: a date the scheduler must go back to even when a
+/// later date was completed since (by hand, say).
+pub async fn first_failed_date(wh: &mut Warehouse, since: RunDate) -> Result<Option<RunDate>, WarehouseError> {
+    migrate(wh).await?;
+    let mut a = Args::default();
+    let sql = format!(
+        "SELECT CAST(run_date AS TEXT), status FROM {} WHERE kind IN ('run', 'schedule', 'backfill', 'watch') AND run_date >= {} ORDER BY run_date, started_at",
+        t(wh, "runs"),
+        a.p(Param::date(&since.to_string())),
+    );
+    let mut latest: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+    for row in wh.query_rows(&sql, &a.0).await? {
+        if let [Some(date), Some(status)] = &row[..] {
+            latest.insert(date.clone(), status.clone());
+        }
+    }
+    let failed = [JobStatus::Failed.as_str(), JobStatus::Abandoned.as_str()];
+    Ok(latest.into_iter().find(|(_, s)| failed.contains(&s.as_str())).and_then(|(d, _)| d.parse().ok()))
+}
+
+/// When the latest run of the whole pipeline for `date` that completed (or had nothing to do)
+/// started: files that arrived after it are new to that date (`medallion watch`).
+pub async fn last_done_start(wh: &mut Warehouse, date: RunDate) -> Result<Option<chrono::DateTime<chrono::Utc>>, WarehouseError> {
+    migrate(wh).await?;
+    let mut a = Args::default();
+    let sql = format!(
+        "SELECT {} FROM {} WHERE status IN ('completed', 'skipped') AND kind IN ('run', 'schedule', 'backfill', 'watch') AND run_date = {} ORDER BY started_at DESC LIMIT 1",
+        wh.dialect().text("started_at"),
+        t(wh, "runs"),
+        a.p(Param::date(&date.to_string())),
+    );
+    let text = wh.query_rows(&sql, &a.0).await?.into_iter().next().and_then(|r| r.into_iter().next().flatten());
+    Ok(text.and_then(|s| parse_timestamp(&s)))
+}
+
+/// A ledger timestamp: RFC 3339 (SQLite) or PostgreSQL's text form (`2026-11-30 21:44:44.1+00`).
+fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z"))
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -8,13 +8,16 @@ mod config;
 mod generate;
 mod ledger;
 mod lock;
+mod logging;
+mod notify;
 mod orchestrate;
 mod render;
+mod replay;
 mod schedule;
 mod serve;
 mod stage;
+mod watch;
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -196,21 +199,10 @@ fn main() -> ExitCode {
             return fail(true, &Failure::usage(message));
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDALLION_LOG").unwrap_or_else(|_| {
-        // Our own progress at info; libraries (delta-rs, DataFusion, object_store) only warn.
-        tracing_subscriber::EnvFilter::new(if cli.quiet {
-            "warn,deltalake_core=error"
-        } else {
-            "warn,deltalake_core=error,medallion=info,bronze=info,silver=info,gold=info,schemas=info,lake=info"
-        })
-    });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .without_time()
-        .init();
+    logging::init(cli.quiet, cli.log_format);
+    if let Err(message) = notify::init(config::section("notify")) {
+        return fail(cli.json, &Failure::usage(message));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -219,7 +211,10 @@ fn main() -> ExitCode {
         }
     };
     let json = cli.json;
-    match runtime.block_on(commands::dispatch(cli)) {
+    let result = runtime.block_on(commands::dispatch(cli));
+    // Notifications never change the outcome; they get a bounded time to be delivered.
+    runtime.block_on(notify::flush());
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => fail(json, &f),
     }
@@ -227,7 +222,11 @@ fn main() -> ExitCode {
 
 /// Reports a failure on stderr (and, with --json, as one JSON object on stdout).
 fn fail(json: bool, f: &Failure) -> ExitCode {
-    eprintln!("medallion: error: {}", f.message);
+    if logging::json() {
+        tracing::error!(exit_code = f.code, exit_class = exit::class(f.code), transient = f.transient, "{}", f.message);
+    } else {
+        eprintln!("medallion: error: {}", f.message);
+    }
     if json {
         // Tools reading --json get one object on failure too.
         let out = serde_json::json!({ "error": f.message, "exit_code": f.code, "exit_class": exit::class(f.code), "transient": f.transient });

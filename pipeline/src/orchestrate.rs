@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lake::Location;
+use tracing::Instrument;
 use schemas::{JobStatus, RunDate};
 
 use crate::stage::{Stage, StageOutcome};
@@ -21,6 +22,8 @@ pub struct StageOptions {
     /// Gold recomputes and republishes every date.
     pub full: bool,
     pub copy_format: gold::warehouse::CopyFormat,
+    /// Bronze re-lands the date's feeds from the lake's raw copies, not the landing zone.
+    pub bronze_from_raw: bool,
 }
 
 impl Default for StageOptions {
@@ -29,6 +32,7 @@ impl Default for StageOptions {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             full: false,
             copy_format: gold::warehouse::CopyFormat::Binary,
+            bronze_from_raw: false,
         }
     }
 }
@@ -165,7 +169,7 @@ pub async fn run_locked(ctx: &RunContext, date: RunDate, kind: &str, stages: &[S
 pub async fn run_locked_spec(ctx: &RunContext, spec: &RunSpec<'_>, command: &str) -> Result<RunOutcome, Failure> {
     let guard = take_lock(ctx, command).await?;
     let result = async {
-        let mut wh = connect(ctx).await?;
+        let mut wh = connect(ctx).await.inspect_err(|f| crate::notify::run_failed(spec.date, None, &f.message))?;
         abandon_dead_holder(&mut wh, &guard).await;
         let r = run_spec(ctx, &mut wh, spec).await;
         wh.close().await;
@@ -276,6 +280,7 @@ pub async fn run_spec(ctx: &RunContext, wh: &mut gold::Warehouse, spec: &RunSpec
             id
         }
     };
+    let run_span = crate::logging::run_span(&run_id, date, spec.kind);
     let mut summary = RunSummary { run_id: run_id.clone(), date, status: JobStatus::Running, stages: Vec::new(), error: None };
     let mut outcomes = Vec::new();
     let mut all_skipped = true;
@@ -285,6 +290,7 @@ pub async fn run_spec(ctx: &RunContext, wh: &mut gold::Warehouse, spec: &RunSpec
             ledger::finish_run(wh, &run_id, status, Some(&msg)).await?;
             summary.status = status;
             summary.error = Some(msg);
+            crate::notify::run_finished(&summary, &outcomes);
             return Ok(RunOutcome { summary, stages: outcomes, code: exit::FAILED, ran: true });
         }
         let mut attempt: u32 = 0;
@@ -293,7 +299,7 @@ pub async fn run_spec(ctx: &RunContext, wh: &mut gold::Warehouse, spec: &RunSpec
             attempt += 1;
             ledger::job(wh, &run_id, stage.name(), JobStatus::Running, attempt, None, None, None).await?;
             lake_fault(stage, attempt).await;
-            match stage.run(ctx, wh, date).await {
+            match stage.run(ctx, wh, date).instrument(crate::logging::stage_span(&run_span, stage.name())).await {
                 Ok(report) => {
                     let o = StageOutcome { stage, report, seconds: started.elapsed().as_secs_f64() };
                     let skipped = o.skipped();
@@ -302,7 +308,8 @@ pub async fn run_spec(ctx: &RunContext, wh: &mut gold::Warehouse, spec: &RunSpec
                     let (rows, job_summary) = (o.rows(), o.summary());
                     ledger::job(wh, &run_id, stage.name(), status, attempt, rows, Some(&job_summary), None).await?;
                     if !ctx.quiet {
-                        eprintln!("{date} {:<6} {} in {:.1}s: {}", stage.name(), status.as_str(), o.seconds, o.line());
+                        let line = format!("{date} {:<6} {} in {:.1}s: {}", stage.name(), status.as_str(), o.seconds, o.line());
+                        crate::logging::stage_span(&run_span, stage.name()).in_scope(|| crate::logging::progress(&line));
                     }
                     summary.stages.push(serde_json::json!({ "stage": stage.name(), "status": status.as_str(), "attempts": attempt, "rows": rows, "summary": job_summary }));
                     outcomes.push(o);
@@ -320,6 +327,9 @@ pub async fn run_spec(ctx: &RunContext, wh: &mut gold::Warehouse, spec: &RunSpec
                     let f = Failure::from_stage(&e);
                     let _ = ledger::job(wh, &run_id, stage.name(), JobStatus::Failed, attempt, None, None, Some(&f.message)).await;
                     let _ = ledger::finish_run(wh, &run_id, JobStatus::Failed, Some(&format!("{stage}: {}", f.message))).await;
+                    summary.status = JobStatus::Failed;
+                    summary.error = Some(format!("{stage}: {}", f.message));
+                    crate::notify::run_finished(&summary, &outcomes);
                     return Err(Failure { message: format!("{date} {stage} failed after {attempt} attempt(s): {}", f.message), ..f });
                 }
             }
@@ -328,6 +338,7 @@ pub async fn run_spec(ctx: &RunContext, wh: &mut gold::Warehouse, spec: &RunSpec
     let status = if all_skipped { JobStatus::Skipped } else { JobStatus::Completed };
     ledger::finish_run(wh, &run_id, status, None).await?;
     summary.status = status;
+    crate::notify::run_finished(&summary, &outcomes);
     Ok(RunOutcome { summary, stages: outcomes, code: if all_skipped { exit::NOTHING_TO_DO } else { exit::OK }, ran: true })
 }
 

@@ -141,6 +141,16 @@ pub fn print_silver(r: &silver::SilverReport, seconds: f64) {
 
 pub fn log_feed(o: &FeedOutcome) {
     let f = &o.feed;
+    if crate::logging::json() {
+        // The same message, with the feed's identity as fields for log shippers.
+        let span = tracing::info_span!("feed", feed_id = %f.feed_id, partner = %f.partner, dataset = f.dataset.name());
+        return span.in_scope(|| log_feed_text(o));
+    }
+    log_feed_text(o)
+}
+
+fn log_feed_text(o: &FeedOutcome) {
+    let f = &o.feed;
     match o.action {
         LandAction::Landed => {
             let drift = if f.extra_columns.is_empty() { String::new() } else { format!("; schema drift: extra columns {}", f.extra_columns.join(", ")) };

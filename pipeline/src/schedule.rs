@@ -12,13 +12,38 @@ use crate::stage::Stage;
 use crate::{exit, ledger, lock, Failure};
 
 /// Returns the exit code and, per date tried, its outcome (for `--json`).
-pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: bool) -> Result<(u8, Vec<serde_json::Value>), Failure> {
+pub async fn schedule(mut ctx: RunContext, cron: Cron, catch_up_days: u32, once: bool) -> Result<(u8, Vec<serde_json::Value>), Failure> {
     let mut wh = orchestrate::connect(&ctx).await?;
     let mut done: Vec<serde_json::Value> = Vec::new();
     loop {
         let today = RunDate::new(chrono::Utc::now().date_naive());
         let last_done = ledger::last_done_date(&mut wh).await?;
-        for date in plan(last_done, today, catch_up_days) {
+        let first_failed = ledger::first_failed_date(&mut wh, window_start(today, catch_up_days)).await?;
+        let plan = plan(last_done, first_failed, today, catch_up_days);
+        if plan.replay {
+            let (from, to) = (plan.dates[0], *plan.dates.last().expect("a replay has dates"));
+            crate::logging::progress(&format!("schedule: {from} failed but a later date was completed since: replaying {from} to {to} as a backfill"));
+            if let Some(guard) = lock_for_schedule(&ctx, from).await {
+                orchestrate::abandon_dead_holder(&mut wh, &guard).await;
+                let result = crate::replay::replay(&mut ctx, &mut wh, from, to, "schedule").await;
+                guard.release().await;
+                match result {
+                    Ok(runs) => {
+                        for o in runs {
+                            crate::logging::progress(&format!("schedule: {} {}", o.summary.date, o.summary.status));
+                            done.push(serde_json::json!({ "date": o.summary.date, "status": o.summary.status, "run_id": o.summary.run_id }));
+                        }
+                    }
+                    Err(f) => {
+                        crate::logging::progress(&format!("schedule: replay from {from} failed: {}", f.message));
+                        done.push(serde_json::json!({ "date": from, "status": "failed", "error": f.message }));
+                    }
+                }
+            } else {
+                done.push(serde_json::json!({ "date": from, "status": "locked" }));
+            }
+        }
+        for date in if plan.replay { Vec::new() } else { plan.dates } {
             if ctx.stop.load(Ordering::SeqCst) {
                 break;
             }
@@ -29,12 +54,12 @@ pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: boo
                 guard.release().await;
                 match result {
                     Ok(o) => {
-                        eprintln!("schedule: {date} {}", o.summary.status);
+                        crate::logging::progress(&format!("schedule: {date} {}", o.summary.status));
                         done.push(serde_json::json!({ "date": date, "status": o.summary.status, "run_id": o.summary.run_id }));
                         if matches!(o.summary.status, schemas::JobStatus::Completed | schemas::JobStatus::Skipped) { DateOutcome::Done } else { DateOutcome::Failed }
                     }
                     Err(f) => {
-                        eprintln!("schedule: {date} failed: {}", f.message);
+                        crate::logging::progress(&format!("schedule: {date} failed: {}", f.message));
                         done.push(serde_json::json!({ "date": date, "status": "failed", "error": f.message }));
                         DateOutcome::Failed
                     }
@@ -54,7 +79,7 @@ pub async fn schedule(ctx: RunContext, cron: Cron, catch_up_days: u32, once: boo
         }
         let now = chrono::Utc::now();
         let next = cron.next_after(now).ok_or_else(|| Failure::usage("the cron expression never matches"))?;
-        eprintln!("schedule: next run at {} UTC", next.format("%Y-%m-%d %H:%M"));
+        crate::logging::progress(&format!("schedule: next run at {} UTC", next.format("%Y-%m-%d %H:%M")));
         while chrono::Utc::now() < next {
             if ctx.stop.load(Ordering::SeqCst) {
                 wh.close().await;
@@ -82,23 +107,45 @@ impl DateOutcome {
     }
 }
 
-/// The dates a tick runs, in order: from the day after the last done date (never before the
-/// catch-up window of `catch_up_days` ending yesterday) to yesterday. A date that failed or was
-/// locked is not done, so it stays the first date of the next tick's plan.
-pub fn plan(last_done: Option<RunDate>, today: RunDate, catch_up_days: u32) -> Vec<RunDate> {
-    let Some(yesterday) = today.date().pred_opt().map(RunDate::new) else { return Vec::new() };
-    let earliest = RunDate::new(yesterday.date() - chrono::Days::new(catch_up_days.saturating_sub(1) as u64));
-    let first = match last_done {
+/// The first date of the catch-up window of `catch_up_days` ending the day before `today`.
+pub fn window_start(today: RunDate, catch_up_days: u32) -> RunDate {
+    let yesterday = today.pred().unwrap_or(today);
+    RunDate::new(yesterday.date() - chrono::Days::new(catch_up_days.saturating_sub(1) as u64))
+}
+
+/// What a tick runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// In order, ending yesterday.
+    pub dates: Vec<RunDate>,
+    /// The first date failed while a later one was completed since: the dates are replayed
+    /// as a backfill (silver restored first), so the history stays sequential.
+    pub replay: bool,
+}
+
+/// The dates a tick runs: from the day after the last done date (never before the catch-up
+/// window) to yesterday. A date that failed or was locked is not done, so it stays the first
+/// date of the next tick's plan; a failed date before the last done one (a later date was
+/// completed by hand since) starts the plan instead, as a replay.
+pub fn plan(last_done: Option<RunDate>, first_failed: Option<RunDate>, today: RunDate, catch_up_days: u32) -> Plan {
+    let none = Plan { dates: Vec::new(), replay: false };
+    let Some(yesterday) = today.pred() else { return none };
+    let earliest = window_start(today, catch_up_days);
+    let after_done = match last_done {
         Some(d) => match d.succ() {
             Some(next) => next.max(earliest),
-            None => return Vec::new(),
+            None => return none,
         },
         None => earliest,
     };
+    let (first, replay) = match first_failed {
+        Some(f) if f >= earliest && f < after_done && f <= yesterday => (f, true),
+        _ => (after_done, false),
+    };
     if first > yesterday {
-        return Vec::new();
+        return none;
     }
-    first.iter_to(yesterday).collect()
+    Plan { dates: first.iter_to(yesterday).collect(), replay }
 }
 
 /// The lake lock for one scheduled date, or None (said on stderr) when it cannot be had now.
@@ -106,7 +153,7 @@ async fn lock_for_schedule(ctx: &RunContext, date: RunDate) -> Option<lock::Lake
     match lock::LakeLock::acquire(&ctx.lake, &format!("medallion schedule ({date})"), ctx.lock_wait).await {
         Ok(g) => Some(g),
         Err(lock::LockError::Held(m)) | Err(lock::LockError::Store(m)) => {
-            eprintln!("schedule: {date} not run now: {m}");
+            crate::logging::progress(&format!("schedule: {date} not run now: {m}"));
             None
         }
     }
@@ -201,12 +248,31 @@ mod tests {
     #[test]
     fn plan_covers_the_window_after_the_last_done_date() {
         let today = d("2026-11-20");
-        assert_eq!(plan(None, today, 3), [d("2026-11-17"), d("2026-11-18"), d("2026-11-19")]);
-        assert_eq!(plan(Some(d("2026-11-17")), today, 3), [d("2026-11-18"), d("2026-11-19")]);
-        assert_eq!(plan(Some(d("2026-11-01")), today, 2), [d("2026-11-18"), d("2026-11-19")], "never before the window");
-        assert!(plan(Some(d("2026-11-19")), today, 3).is_empty());
-        assert!(plan(Some(d("2026-11-25")), today, 3).is_empty());
-        assert!(plan(None, today, 0).len() <= 1);
+        let dates = |last, failed, days| {
+            let p = plan(last, failed, today, days);
+            assert!(!p.replay);
+            p.dates
+        };
+        assert_eq!(dates(None, None, 3), [d("2026-11-17"), d("2026-11-18"), d("2026-11-19")]);
+        assert_eq!(dates(Some(d("2026-11-17")), None, 3), [d("2026-11-18"), d("2026-11-19")]);
+        assert_eq!(dates(Some(d("2026-11-01")), None, 2), [d("2026-11-18"), d("2026-11-19")], "never before the window");
+        assert!(dates(Some(d("2026-11-19")), None, 3).is_empty());
+        assert!(dates(Some(d("2026-11-25")), None, 3).is_empty());
+        assert!(dates(None, None, 0).len() <= 1);
+        // The failed date is the next one anyway: an ordinary plan.
+        assert_eq!(dates(Some(d("2026-11-17")), Some(d("2026-11-18")), 3), [d("2026-11-18"), d("2026-11-19")]);
+        assert!(dates(Some(d("2026-11-10")), Some(d("2026-11-05")), 3).len() == 3, "a failure before the window is not gone back to");
+    }
+
+    /// A scheduled date failed, then a later date was run by hand: the ledger's last done date
+    /// is past the failure, which must not hide it.
+    #[test]
+    fn a_failed_date_before_a_later_completed_one_is_replayed() {
+        let today = d("2026-11-20");
+        let p = plan(Some(d("2026-11-18")), Some(d("2026-11-17")), today, 5);
+        assert_eq!(p, Plan { dates: vec![d("2026-11-17"), d("2026-11-18"), d("2026-11-19")], replay: true });
+        let p = plan(Some(d("2026-11-19")), Some(d("2026-11-17")), today, 5);
+        assert!(p.replay && p.dates.len() == 3, "even when nothing is new");
     }
 
     /// Ticks of the scheduler against a simulated ledger: a date whose lock could not be had
@@ -218,7 +284,7 @@ mod tests {
         let mut done: Vec<RunDate> = Vec::new();
         let tick = |outcome: &dyn Fn(RunDate) -> DateOutcome, done: &mut Vec<RunDate>| {
             let mut tried = Vec::new();
-            for date in plan(done.iter().max().copied(), today, 4) {
+            for date in plan(done.iter().max().copied(), None, today, 4).dates {
                 tried.push(date);
                 let o = outcome(date);
                 if o == DateOutcome::Done {

@@ -158,13 +158,17 @@ impl Stage {
     pub async fn run(self, ctx: &RunContext, wh: &mut gold::Warehouse, date: RunDate) -> Result<StageReport, StageError> {
         match self {
             Stage::Bronze => {
-                let landing = ctx.landing.as_ref().ok_or_else(|| StageError::Config("bronze needs a landing zone".into()))?;
                 let on_feed = |o: &bronze::FeedOutcome| {
                     if !ctx.quiet {
                         crate::render::log_feed(o);
                     }
                 };
-                let report = bronze::land_date(landing, &ctx.lake, date, ctx.options.concurrency, &on_feed).await?;
+                let report = if ctx.options.bronze_from_raw {
+                    bronze::reland_date(&ctx.lake, date, ctx.options.concurrency, &on_feed).await?
+                } else {
+                    let landing = ctx.landing.as_ref().ok_or_else(|| StageError::Config("bronze needs a landing zone".into()))?;
+                    bronze::land_date(landing, &ctx.lake, date, ctx.options.concurrency, &on_feed).await?
+                };
                 for ig in &report.ignored {
                     tracing::warn!("ignored {}: {}", ig.path, ig.reason);
                 }

@@ -369,15 +369,100 @@ mod tests {
     }
 }
 
-/// Fuzzing the value rules: no input makes a parser panic, and what the pipeline writes
-/// parses back to the same value.
+/// Fuzzing the value rules, seeded by the committed corpus `schemas/fuzz/values.txt` (one
+/// value per line; then mutations of them and generated text, `MEDALLION_FUZZ_CASES` cases
+/// each, default 2000): no input makes a parser panic, what a parser accepts is written back
+/// in a form that parses to the same value, and cleaning is idempotent.
 #[cfg(test)]
 mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
+    fn corpus() -> Vec<String> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/values.txt");
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let v: Vec<String> = text.lines().map(str::to_string).collect();
+        assert!(v.len() >= 40, "the committed corpus is there");
+        v
+    }
+
+    fn cases() -> u32 {
+        std::env::var("MEDALLION_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)
+    }
+
+    /// Every parser on `s`; `Err` names the broken invariant.
+    fn check(s: &str) -> Result<(), String> {
+        if let Some(v) = parse_money(s) {
+            if parse_money(&format_scaled(v)) != Some(v) {
+                return Err(format!("money {s:?} -> {v} does not round-trip"));
+            }
+        }
+        if let Some(i) = parse_int(s) {
+            if parse_int(&i.to_string()) != Some(i) {
+                return Err(format!("int {s:?} does not round-trip"));
+            }
+        }
+        if let Some(us) = parse_timestamp(s) {
+            let t = DateTime::<Utc>::from_timestamp_micros(us).ok_or_else(|| format!("timestamp {s:?} -> {us} is out of range"))?;
+            if parse_timestamp(&t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()) != Some(us) {
+                return Err(format!("timestamp {s:?} does not round-trip"));
+            }
+        }
+        if let Some(d) = parse_date(s) {
+            let day = chrono::NaiveDate::from_num_days_from_ce_opt(d + 719_163).ok_or_else(|| format!("date {s:?} -> {d} is out of range"))?;
+            if parse_date(&day.format("%Y-%m-%d").to_string()) != Some(d) {
+                return Err(format!("date {s:?} does not round-trip"));
+            }
+        }
+        if let Some(c) = parse_currency(s) {
+            if parse_currency(&c).as_deref() != Some(c.as_str()) {
+                return Err(format!("currency {s:?} is not idempotent"));
+            }
+        }
+        let cleaned = clean_string(Some(s));
+        if clean_string(cleaned.as_deref()) != cleaned {
+            return Err(format!("cleaning {s:?} is not idempotent"));
+        }
+        let _ = (parse_bool(s), title_case(s), is_valid_email(s), is_valid_country(s), has_nul(s), normalize(Some(s)));
+        Ok(())
+    }
+
+    #[test]
+    fn corpus_values_hold_every_invariant() {
+        for v in corpus() {
+            check(&v).unwrap_or_else(|e| panic!("corpus value {v:?}: {e}"));
+        }
+        // The contract's invalid timestamp forms (CONTRACT.md: a zone is required, and the
+        // space form takes neither a zone nor a fraction).
+        for bad in ["2026-11-15T10:00:00", "2026-11-15 10:00:00Z", "2026-11-15 10:00:00.5"] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
+
+    fn mutated() -> impl Strategy<Value = String> {
+        (prop::sample::select(corpus()), proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>(), any::<char>()), 0..4)).prop_map(|(s, edits)| {
+            let mut chars: Vec<char> = s.chars().collect();
+            for (i, insert, c) in edits {
+                let at = i.index(chars.len() + 1);
+                if insert || at == chars.len() {
+                    chars.insert(at, c);
+                } else {
+                    chars[at] = c;
+                }
+            }
+            chars.into_iter().collect()
+        })
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+        #[test]
+        fn mutated_corpus_holds_every_invariant(s in mutated()) {
+            if let Err(e) = check(&s) {
+                prop_assert!(false, "{}", e);
+            }
+        }
 
         #[test]
         fn parsers_never_panic(s in "\\PC{0,40}|[0-9T:Z+. ,$€£-]{0,30}|2026-11-[0-9é ]{1,20}") {

@@ -300,3 +300,46 @@ fn normalise(t: &gold::models::GoldTable, row: Vec<Option<String>>) -> Vec<Strin
         })
         .collect()
 }
+
+/// A real HTTP endpoint for webhooks: answers `first` to the first request and 200 to the
+/// others, and records the bodies it accepted (200).
+pub struct Receiver {
+    pub port: u16,
+    pub bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+pub fn receiver(first: u16) -> Receiver {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_string();
+            let status = if n == 0 { first } else { 200 };
+            if status == 200 {
+                seen.lock().unwrap().push((path, serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null)));
+            }
+            let _ = write!(stream, "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    Receiver { port, bodies }
+}

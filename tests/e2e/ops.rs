@@ -231,3 +231,71 @@ fn ingest_takes_regular_files_only() {
     }
     assert!(is_local_empty_or_missing(std::path::Path::new(&env.landing).join("acme").as_path()), "nothing landed");
 }
+
+/// Webhooks from `[[notify]]`: a run's success (opted in), its quarantined files and feeds
+/// whose rejects pass the threshold, in JSON and Slack form; a refused delivery is retried; a
+/// target that is down never fails or blocks the run; a failure is notified; the webhook's
+/// secret path never appears in any output. Logs as JSON lines carry run, stage and feed
+/// fields.
+#[test]
+fn notifications_and_json_logs() {
+    let env = local();
+    medallion(&env, &["generate", "--partners", "1", "--days", "1", "--rows", "30", "--start-date", D, "--out", &env.landing, "-q"]).ok();
+    let (json_hook, slack_hook) = (receiver(500), receiver(200));
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // closed once dropped
+    let config = env.dir.path().join("conf").join("medallion.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[[notify]]\nurl = \"http://127.0.0.1:{}/hooks/s3cret-json-token\"\non = [\"failure\", \"success\", \"quarantine\", \"rejects\"]\nreject_threshold = 0.0\n\n\
+             [[notify]]\nurl_env = \"SLACK_HOOK\"\nformat = \"slack\"\n\n\
+             [[notify]]\nurl = \"http://127.0.0.1:{down}/hooks/s3cret-down-token\"\n",
+            json_hook.port
+        ),
+    )
+    .unwrap();
+    let slack_url = format!("http://127.0.0.1:{}/services/T0/B0/s3cret-slack-token", slack_hook.port);
+    let run = |args: &[&str]| {
+        let out = command(&env, args).env("MEDALLION_CONFIG", &config).env("SLACK_HOOK", &slack_url).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let started = std::time::Instant::now();
+    let (code, stdout, stderr) = run(&["run", "--date", D, "--log-format", "json"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "a target that is down does not hold the run");
+    let lines: Vec<serde_json::Value> = stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}"))).collect();
+    let feed_line = lines.iter().find(|l| l["message"].as_str().is_some_and(|m| m.contains(" landed "))).expect("a landed feed line");
+    let spans = feed_line["spans"].as_array().unwrap();
+    assert!(spans[0]["run_id"].is_string() && spans[0]["date"] == D, "{feed_line}");
+    assert_eq!(spans[1]["stage"], "bronze");
+    assert!(spans[2]["feed_id"].as_str().unwrap().starts_with("FD") && spans[2]["partner"] == "acme" && spans[2]["dataset"].is_string());
+    assert!(lines.iter().any(|l| l["message"].as_str().is_some_and(|m| m.contains("gold   completed")) && l["spans"][1]["stage"] == "gold"));
+
+    let json_bodies = json_hook.bodies.lock().unwrap().clone();
+    let events: Vec<&str> = json_bodies.iter().filter_map(|(_, b)| b["event"].as_str()).collect();
+    assert!(events.contains(&"success") && events.contains(&"quarantine") && events.contains(&"rejects"), "{json_bodies:#?}");
+    assert_eq!(events.len(), json_bodies.len(), "every body is a JSON message");
+    assert_eq!(events.iter().filter(|e| **e == "success").count(), 1);
+    assert!(json_bodies.iter().all(|(p, b)| p == "/hooks/s3cret-json-token" && b["date"] == D && b["run_id"].is_string()));
+    // The first delivery was refused with 500 and retried: every message still arrived once.
+    let quarantined = json_bodies.iter().filter(|(_, b)| b["event"] == "quarantine").count();
+    let expected = medallion(&env, &["feeds", "--date", D, "--json"]).ok().json()["feeds"].as_array().unwrap().iter().filter(|f| f["status"] == "quarantined").count();
+    assert_eq!(quarantined, expected, "{json_bodies:#?}");
+    let slack = slack_hook.bodies.lock().unwrap().clone();
+    assert!(!slack.is_empty() && slack.iter().all(|(_, b)| b["text"].as_str().is_some_and(|t| t.starts_with(":warning: medallion:"))), "{slack:#?}");
+    assert!(!slack.iter().any(|(_, b)| b["text"].as_str().unwrap().contains("completed")), "success is opt-in");
+
+    // A run that fails (the warehouse is unreachable) is notified, to both targets.
+    let (code, stdout2, stderr2) = run(&["run", "--date", D, "--warehouse", "postgres://bi:pw@127.0.0.1:1/x", "--retries", "0"]);
+    assert_eq!(code, Some(3), "{stderr2}");
+    assert!(json_hook.bodies.lock().unwrap().iter().any(|(_, b)| b["event"] == "failure" && b["title"].as_str().unwrap().contains("cannot reach the warehouse")));
+    assert!(slack_hook.bodies.lock().unwrap().iter().any(|(_, b)| b["text"].as_str().unwrap().starts_with(":red_circle: medallion: run of")));
+    for out in [&stdout, &stderr, &stdout2, &stderr2] {
+        assert!(!out.contains("s3cret"), "a webhook's secret path leaked: {out}");
+    }
+    assert!(stderr2.contains("http://127.0.0.1/…") || stderr.contains("http://127.0.0.1/…"), "the target that is down is named by host only");
+    // A bad config is a usage error.
+    std::fs::write(&config, "[[notify]]\nurl = \"ftp://x\"\n").unwrap();
+    assert_eq!(run(&["status"]).0, Some(2));
+}

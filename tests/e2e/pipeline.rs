@@ -104,6 +104,84 @@ fn backfill_equals_sequential(seq: Env) {
     assert_eq!(st["runs"][0]["kind"], "backfill");
 }
 
+both!(backfill_from_raw_needs_no_landing_zone_and_equals_the_original_runs, backfill_from_raw);
+
+/// Deletes every object under `prefix` of a location (a landing zone or a lake).
+fn delete_prefix(spec: &str, prefix: &str) -> usize {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let loc = lake::Location::open("location", spec, true).unwrap();
+        let p = (!prefix.is_empty()).then(|| object_store::path::Path::from(prefix));
+        let metas: Vec<_> = loc.store.list(p.as_ref()).try_collect().await.unwrap();
+        for m in &metas {
+            loc.store.delete(&m.location).await.unwrap();
+        }
+        metas.len()
+    })
+}
+
+fn backfill_from_raw(env: Env) {
+    let dates = ["2026-11-18", "2026-11-19", "2026-11-20"];
+    gen(&env, "2", "3", dates[0]);
+    for d in dates {
+        medallion(&env, &["run", "--date", d, "-q"]).ok();
+    }
+    let (silver, gold) = (silver_dump(&env), warehouse_gold(&default_wh(&env)));
+    let bronze = list_lake(&env, "bronze");
+    assert!(bronze.iter().filter(|p| p.ends_with(".parquet")).count() >= 20, "{bronze:?}");
+    // The landing zone is gone, and so is every bronze Parquet file: only raw/ remains.
+    assert!(delete_prefix(&env.landing, "") > 0);
+    if !env.landing.starts_with("s3://") {
+        std::fs::remove_dir_all(&env.landing).unwrap();
+    }
+    let parquet: Vec<&String> = bronze.iter().filter(|p| p.ends_with(".parquet")).collect();
+    {
+        use object_store::ObjectStoreExt;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let loc = lake::Location::open("lake", &env.lake, true).unwrap();
+            for p in &parquet {
+                loc.store.delete(&object_store::path::Path::from(p.as_str())).await.unwrap();
+            }
+        });
+    }
+    let r = medallion(&env, &["backfill", "--from", dates[0], "--to", dates[2], "--from-raw", "--json"]).ok().json();
+    let statuses: Vec<&str> = r["dates"].as_array().unwrap().iter().map(|d| d["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, vec!["completed"; 3], "{r:#}");
+    assert_eq!(list_lake(&env, "bronze"), bronze, "every bronze file is back under its feed id");
+    assert_eq!(silver_dump(&env), silver);
+    assert_eq!(warehouse_gold(&default_wh(&env)), gold);
+    assert_eq!(lake_gold(&env.lake), gold);
+
+    // A raw copy that no longer matches its record stops the backfill before silver is
+    // touched, naming it.
+    let raw = list_lake(&env, "raw").into_iter().find(|p| p.ends_with(".csv")).unwrap();
+    let mut bytes = read_lake(&env, &raw).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] = if bytes[last] == b'7' { b'8' } else { b'7' };
+    {
+        use object_store::ObjectStoreExt;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let loc = lake::Location::open("lake", &env.lake, true).unwrap();
+            loc.store.put(&object_store::path::Path::from(raw.as_str()), bytes.into()).await.unwrap();
+        });
+    }
+    let r = medallion(&env, &["backfill", "--from", dates[0], "--to", dates[2], "--from-raw"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains(&raw) && r.stderr.contains("damaged"), "{}", r.stderr);
+    assert_eq!(silver_dump(&env), silver, "silver was not restored for a backfill that could not run");
+
+    // Without the feed registry, raw copies nobody records are refused, not silently skipped.
+    assert!(delete_prefix(&env.lake, "bronze/_registry") > 0);
+    let r = medallion(&env, &["backfill", "--from", dates[0], "--to", dates[2], "--from-raw"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("the feed registry does not record"), "{}", r.stderr);
+    assert_eq!(silver_dump(&env), silver);
+}
+
 both!(the_lake_lock_excludes_a_second_run, lake_lock);
 
 fn put_lock(env: &Env, host: &str, pid: u32, heartbeat: &str) {
@@ -167,6 +245,34 @@ fn concurrent_runs_never_write_at_once() {
     medallion(&single, &["run", "--date", "2026-11-18", "-q"]).ok();
     assert_eq!(landed, medallion(&single, &["feeds", "--json"]).ok().json()["feeds"].as_array().unwrap().len());
     assert_eq!(silver_dump(&env), silver_dump(&single));
+}
+
+/// Concurrent runs against one fresh PostgreSQL warehouse: a run waiting for the lake lock
+/// holds nothing the holder needs (it connects and migrates only once it has the lock), so
+/// every run succeeds in turn. Before that fix, waiters held the migration lock and the
+/// holder's publish stalled until they gave up with exit 5.
+#[test]
+fn concurrent_runs_on_postgresql_all_succeed_in_turn() {
+    let env = local();
+    gen(&env, "2", "1", "2026-11-18");
+    let Some(pg) = postgres("concurrent") else { return };
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            command(&env, &["run", "--date", "2026-11-18", "--json", "--lock-timeout", "170", "--warehouse", &pg.url])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let runs = pg_query(&pg.url, "SELECT status FROM medallion.runs WHERE kind = 'run'");
+    assert_eq!(runs.len(), 4);
+    assert!(runs.iter().all(|r| r[0].as_deref() == Some("completed")), "{runs:?}");
+    assert_eq!(warehouse_gold(&pg.url), lake_gold(&env.lake));
 }
 
 /// kill -9 during silver, then re-run: the lake equals a clean run's.
@@ -350,6 +456,39 @@ fn schedule_catches_up_and_stops_on_sigterm() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("next run at") && stderr.contains("signal received"), "{stderr}");
     assert_eq!(warehouse_gold(&wh), lake_gold(&env.lake));
+}
+
+/// A scheduled date dies mid-run, then a later date is run by hand: the next tick goes back
+/// to the dead date (the ledger's last done date is past it) and replays from there as a
+/// backfill, ending equal to a clean sequential run.
+#[test]
+fn schedule_goes_back_to_a_failed_date_a_manual_run_passed() {
+    let today = chrono::Utc::now().date_naive();
+    let day = |n: u64| (today - chrono::Days::new(n)).format("%Y-%m-%d").to_string();
+    let (env, clean) = (local(), local());
+    for e in [&env, &clean] {
+        gen(e, "2", "3", &day(3));
+    }
+    for n in [3, 2, 1] {
+        medallion(&clean, &["run", "--date", &day(n), "-q"]).ok();
+    }
+    let died = command(&env, &["schedule", "--once", "--catch-up-days", "3"]).env("MEDALLION_FAULT", "stage.silver#1:abort").output().unwrap();
+    assert!(!died.status.success());
+    medallion(&env, &["run", "--date", &day(2), "-q"]).ok();
+    let r = medallion(&env, &["schedule", "--once", "--catch-up-days", "3", "--json"]).ok();
+    assert!(r.stderr.contains(&format!("replaying {} to {}", day(3), day(1))), "{}", r.stderr);
+    let tried: Vec<(String, String)> = r.json()["dates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["date"].as_str().unwrap().to_string(), d["status"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(tried, [3, 2, 1].map(|n| (day(n), "completed".to_string())));
+    assert_eq!(silver_dump(&env), silver_dump(&clean));
+    assert_eq!(warehouse_gold(&default_wh(&env)), warehouse_gold(&default_wh(&clean)));
+    // Done: the next tick has nothing to do.
+    let again = medallion(&env, &["schedule", "--once", "--catch-up-days", "3", "--json"]).ok().json();
+    assert_eq!(again["dates"].as_array().unwrap().len(), 0, "{again:#}");
 }
 
 /// The ledger's rows of a local lake's SQLite warehouse, without what differs between two runs

@@ -1,39 +1,22 @@
-//! `medallion backfill`: re-runs a range of dates in date order and ends in the state a clean
-//! sequential run would have produced. Silver is first restored (Delta time travel) to its
-//! state before `--from`; every date of the range, and every later date silver had already
-//! run, is run again; the last date's run republishes gold in full.
+//! `medallion backfill`: [`replay::replay`] of a range under the lake lock. With `--from-raw`,
+//! bronze re-lands each date from the lake's raw copies instead of the landing zone.
 
 use crate::cli::BackfillArgs;
 use crate::commands::Globals;
 use crate::stage::{Stage, StageReport};
-use crate::{exit, orchestrate, render, Failure};
+use crate::{exit, orchestrate, render, replay, Failure};
 
 pub async fn run(g: &Globals, a: BackfillArgs) -> Result<u8, Failure> {
-    let mut dates = orchestrate::date_range(a.from, a.to)?;
-    let mut ctx = orchestrate::context(&g.lake, Some((&a.landing, true)), g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
-    let guard = orchestrate::take_lock(&ctx, &format!("medallion backfill --from {} --to {}", a.from, a.to)).await?;
+    orchestrate::date_range(a.from, a.to)?;
+    let landing = (!a.from_raw).then_some((a.landing.as_str(), true));
+    let mut ctx = orchestrate::context(&g.lake, landing, g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
+    ctx.options.bronze_from_raw = a.from_raw;
+    let raw = if a.from_raw { " --from-raw" } else { "" };
+    let guard = orchestrate::take_lock(&ctx, &format!("medallion backfill --from {} --to {}{raw}", a.from, a.to)).await?;
     let result = async {
         let mut wh = orchestrate::connect(&ctx).await?;
         orchestrate::abandon_dead_holder(&mut wh, &guard).await;
-        let (restored, later) = silver::restore_before(&ctx.lake, a.from).await.map_err(Failure::from)?;
-        for r in &restored {
-            tracing::info!("restored silver {r} (its state before {})", a.from);
-        }
-        let extra: Vec<schemas::RunDate> = later.iter().filter_map(|d| d.parse().ok()).filter(|d| *d > a.to).collect();
-        if !extra.is_empty() {
-            let list: Vec<String> = extra.iter().map(|d| d.to_string()).collect();
-            tracing::warn!("silver had already run later dates ({}): running them again too, so the state stays sequential", list.join(", "));
-            dates.extend(extra);
-        }
-        let mut runs = Vec::new();
-        for (i, d) in dates.iter().enumerate() {
-            let last = i + 1 == dates.len();
-            // Gold once, at the end, in full: the restored runs may have touched dates the
-            // new runs do not.
-            ctx.options.full = last;
-            let stages: &[Stage] = if last { &Stage::ALL } else { &[Stage::Bronze, Stage::Silver] };
-            runs.push(orchestrate::run_date(&ctx, &mut wh, *d, "backfill", stages).await?);
-        }
+        let runs = replay::replay(&mut ctx, &mut wh, a.from, a.to, "backfill").await?;
         wh.close().await;
         Ok::<_, Failure>(runs)
     }

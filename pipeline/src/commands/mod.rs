@@ -16,6 +16,7 @@ mod sql;
 mod stage;
 mod status;
 mod warehouse;
+mod watch;
 
 use crate::cli::{Cli, Command};
 use crate::Failure;
@@ -40,6 +41,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Run(a) => run::run(&g, a).await,
         Command::Backfill(a) => backfill::run(&g, a).await,
         Command::Schedule(a) => schedule::run(&g, a).await,
+        Command::Watch(a) => watch::run(&g, a).await,
         Command::Demo(a) => demo::run(&g, a).await,
         Command::Status(a) => status::run(&g, a).await,
         Command::Warehouse { action } => warehouse::run(&g, action).await,

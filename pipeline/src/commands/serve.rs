@@ -47,6 +47,14 @@ pub async fn run(g: &Globals, a: ServeArgs) -> Result<u8, Failure> {
     // Migrations once, at start (readiness only checks them).
     orchestrate::connect(&ctx).await?.close().await;
     let landing = ctx.landing.clone().ok_or_else(|| Failure::usage("serve needs a landing zone"))?;
+    // `--watch`: the watcher runs dates itself, through the lake lock like the worker.
+    let watch = if a.watch {
+        let w = crate::watch::load()?;
+        let wctx = orchestrate::open_context(&g.lake, Some((&a.landing, true)), g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
+        Some((w, wctx, std::sync::Arc::new(tokio::sync::Notify::new())))
+    } else {
+        None
+    };
     let state = AppState::new(StateParts {
         lake: ctx.lake.clone(),
         landing,
@@ -57,6 +65,7 @@ pub async fn run(g: &Globals, a: ServeArgs) -> Result<u8, Failure> {
         jobs: JobQueue::default(),
         limits: Limits { max_upload: a.max_upload_bytes, request_timeout: Duration::from_secs(a.request_timeout) },
         pool_size: a.read_connections,
+        watch_wake: watch.as_ref().map(|(_, _, n)| n.clone()),
     });
-    crate::serve::serve(state, ctx, ServeOptions { listen: a.listen, schedule: schedule.map(|c| (c, a.catch_up_days)) }).await
+    crate::serve::serve(state, ctx, ServeOptions { listen: a.listen, schedule: schedule.map(|c| (c, a.catch_up_days)), watch }).await
 }

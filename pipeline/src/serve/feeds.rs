@@ -70,9 +70,9 @@ pub struct FeedsQuery {
 pub struct RejectsQuery {
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u64>,
+    pub limit: Option<u64>,
     /// `next_cursor` of the previous page, unchanged.
-    cursor: Option<String>,
+    pub cursor: Option<String>,
 }
 
 /// Silver's reconciliation of one feed in the latest silver run of its date.

@@ -201,7 +201,9 @@ async fn queue_due(state: &super::state::AppState, catch_up_days: u32) -> Result
     let result = async {
         let today = RunDate::new(chrono::Utc::now().date_naive());
         let last_done = ledger::last_done_date(&mut wh).await?;
-        for date in crate::schedule::plan(last_done, today, catch_up_days) {
+        // Queued runs are single dates: a failed date that a later completed run passed is
+        // not gone back to here (it needs a replay: `medallion schedule` or `backfill`).
+        for date in crate::schedule::plan(last_done, None, today, catch_up_days).dates {
             if !ledger::date_pending(&mut wh, date).await? {
                 let id = state.jobs.enqueue(&mut wh, date, "schedule", &Stage::ALL).await?;
                 tracing::info!("schedule: queued {date} as run {id}");

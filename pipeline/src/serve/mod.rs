@@ -11,8 +11,10 @@
 //! stay queued for the next start) and exits 0; a second one exits at once (130).
 
 pub mod auth;
+pub mod dashboard;
 pub mod docs;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod metrics;
@@ -54,6 +56,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(runs::router())
         .merge(metrics::router())
+        .merge(events::router())
         // ── Read endpoints (branch serve-read): `.merge(<module>::router())` lines go here. ──
         .merge(products::router())
         .merge(analytics::router())
@@ -79,6 +82,7 @@ pub fn app(state: AppState) -> Router {
     router
         .route("/openapi.json", get(move || async move { ([(header::CONTENT_TYPE, "application/json")], json.to_string()) }))
         .route("/docs", get(move || async move { Html(html.to_string()) }))
+        .merge(dashboard::router())
         .fallback(|| async { ApiError::not_found("no such endpoint: see /docs") })
         .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(
@@ -98,7 +102,9 @@ pub fn app(state: AppState) -> Router {
 /// problem documents too; their other headers (e.g. `Allow`) are kept.
 async fn problem_for_bare_errors(res: Response) -> Response {
     let status = res.status();
-    let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    let content_type = res.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec()).unwrap_or_default();
+    // Problem documents, and the dashboard's own HTML error pages, are kept as they are.
+    let is_problem = content_type.starts_with(b"application/problem+json") || content_type.starts_with(b"text/html");
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return res;
     }
@@ -125,6 +131,8 @@ pub struct ServeOptions {
     pub listen: String,
     /// `--schedule`: the in-service scheduler's cron, and its catch-up window in days.
     pub schedule: Option<(crate::schedule::Cron, u32)>,
+    /// `--watch`: the watcher's configuration, its own run context and its wake-up.
+    pub watch: Option<(crate::watch::Watch, RunContext, Arc<tokio::sync::Notify>)>,
 }
 
 /// Serves until the first SIGTERM / SIGINT, then shuts down gracefully (see the module doc).
@@ -134,6 +142,15 @@ pub async fn serve(state: AppState, ctx: RunContext, opts: ServeOptions) -> Resu
     let addr = listener.local_addr().map_err(|e| Failure::failed(format!("--listen {}: {e}", opts.listen)))?;
     let worker = tokio::spawn(state.jobs.clone().worker(ctx, state.metrics.clone()));
     let scheduler = opts.schedule.map(|(cron, days)| tokio::spawn(jobs::schedule(state.clone(), cron, days)));
+    let watcher = opts.watch.map(|(w, wctx, wake)| {
+        let stop = wctx.stop.clone();
+        let task = tokio::spawn(async move {
+            if let Err(f) = crate::watch::watch(wctx, w, false, Some(wake)).await {
+                tracing::error!("the watcher stopped: {}", f.message);
+            }
+        });
+        (stop, task)
+    });
     println!("medallion serve: listening on http://{addr}");
     tracing::info!("serving the lake {} and the warehouse {} (API docs at http://{addr}/docs)", state.lake.describe(&object_store::path::Path::from("")), state.warehouse_display);
     let shutdown = {
@@ -151,6 +168,13 @@ pub async fn serve(state: AppState, ctx: RunContext, opts: ServeOptions) -> Resu
     }
     if let Err(e) = worker.await {
         tracing::error!("the run worker ended abnormally: {e}");
+    }
+    if let Some((stop, task)) = watcher {
+        // The watcher's running stage finishes; it starts no other.
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Err(e) = task.await {
+            tracing::error!("the watcher ended abnormally: {e}");
+        }
     }
     state.close_pool().await;
     served.map_err(|e| Failure::failed(format!("serving on {addr}: {e}")))?;

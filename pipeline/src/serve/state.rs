@@ -39,6 +39,8 @@ pub struct Inner {
     pub metrics: Metrics,
     pub jobs: JobQueue,
     pub limits: Limits,
+    /// `serve --watch`: wakes the watcher for a poll at once (`POST /v1/events/s3`).
+    pub watch_wake: Option<Arc<tokio::sync::Notify>>,
     pool: ReadPool,
 }
 
@@ -63,6 +65,7 @@ pub struct StateParts {
     pub metrics: Metrics,
     pub jobs: JobQueue,
     pub limits: Limits,
+    pub watch_wake: Option<Arc<tokio::sync::Notify>>,
     /// Read-only warehouse connections kept open at most.
     pub pool_size: usize,
 }
@@ -78,6 +81,7 @@ impl AppState {
             keys: p.keys,
             insecure_no_auth: p.insecure_no_auth,
             metrics: p.metrics,
+            watch_wake: p.watch_wake,
             jobs: p.jobs,
             limits: p.limits,
         }))
