@@ -41,7 +41,7 @@ pub struct JobRecord {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     /// The stage's counts (landed, quarantined, feeds, tables…), as recorded.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub summary: Option<serde_json::Value>,
     pub error: Option<String>,
 }
