@@ -298,7 +298,7 @@ pub async fn last_done_start(wh: &mut Warehouse, date: RunDate) -> Result<Option
 }
 
 /// A ledger timestamp: RFC 3339 (SQLite) or PostgreSQL's text form (`2026-11-30 21:44:44.1+00`).
-fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+pub fn parse_timestamp(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(s)
         .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z"))
         .ok()

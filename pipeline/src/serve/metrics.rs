@@ -162,7 +162,7 @@ async fn metrics(_: Reader, State(state): State<AppState>) -> Result<Response, A
 
 /// A PostgreSQL or SQLite timestamp as text, in seconds since the epoch.
 fn epoch_seconds(s: &str) -> Option<f64> {
-    let t = chrono::DateTime::parse_from_rfc3339(s).or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z")).ok()?;
+    let t = crate::ledger::parse_timestamp(s)?;
     Some(t.timestamp_millis() as f64 / 1000.0)
 }
 

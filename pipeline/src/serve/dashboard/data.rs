@@ -83,16 +83,8 @@ fn num(v: &Option<String>) -> f64 {
     v.as_deref().and_then(|s| s.parse().ok()).unwrap_or(0.0)
 }
 
-/// A ledger timestamp: RFC 3339 (SQLite) or PostgreSQL's text form.
-fn instant(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .or_else(|_| chrono::DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z"))
-        .ok()
-        .map(|t| t.with_timezone(&chrono::Utc))
-}
-
 fn seconds(start: &Option<String>, end: &Option<String>) -> Option<f64> {
-    let (s, e) = (instant(start.as_deref()?)?, instant(end.as_deref()?)?);
+    let (s, e) = (crate::ledger::parse_timestamp(start.as_deref()?)?, crate::ledger::parse_timestamp(end.as_deref()?)?);
     Some((e - s).num_milliseconds() as f64 / 1000.0)
 }
 
