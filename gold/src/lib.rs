@@ -7,6 +7,7 @@
 //! away from zero to NUMERIC(18,2); ratios are doubles computed from exact sums.
 
 pub mod checks;
+pub mod incremental;
 pub mod lake;
 pub mod models;
 pub mod publish;
@@ -172,8 +173,12 @@ impl Scope {
 #[derive(Debug, Clone)]
 pub struct GoldOutput {
     pub table: &'static models::GoldTable,
-    /// The business dates this output replaces (`All` for undated tables).
+    /// The business dates this output replaces whole (`All`: the whole table; an undated table
+    /// replaced by key has `Only` of none).
     pub dates: Dates,
+    /// The key tuples it replaces besides (`[incremental]`; disjoint from `dates`).
+    pub groups: Option<incremental::KeySet>,
+    /// The new rows of what it replaces, in grain order.
     pub batches: Vec<RecordBatch>,
 }
 
@@ -238,16 +243,44 @@ fn conform(t: &'static models::GoldTable, batches: Vec<RecordBatch>) -> Result<V
 
 /// Runs one model on `ctx`, restricted to `dates` when the table is dated.
 pub async fn run_model(ctx: &SessionContext, m: &Model, scope: &Scope) -> Result<GoldOutput, GoldError> {
+    run_model_keyed(ctx, m, scope, None).await
+}
+
+/// Runs one model on `ctx` for the whole dates of `scope` (every row of an undated table) or,
+/// with `groups`, for those dates and the rows of those key tuples (only those tuples on an
+/// undated table).
+pub async fn run_model_keyed(ctx: &SessionContext, m: &Model, scope: &Scope, groups: Option<&incremental::KeySet>) -> Result<GoldOutput, GoldError> {
     let table = models::table(m.name).ok_or_else(|| GoldError::Model { model: m.name.into(), message: "not a contract table".into() })?;
-    let dates = match &table.date_column {
-        Some(c) => scope.dates_of(c).clone(),
-        None => Dates::All,
+    let dates = match (&table.date_column, groups) {
+        (Some(c), _) => scope.dates_of(c).clone(),
+        (None, Some(_)) => Dates::Only(Default::default()),
+        (None, None) => Dates::All,
     };
-    // Rows in grain order: the lake's files and the warehouse loads are then deterministic.
-    let filter = table.date_column.as_deref().and_then(|c| dates.predicate(c)).map(|p| format!(" WHERE {p}")).unwrap_or_default();
-    let sql = format!("SELECT * FROM ({}) AS model{filter} ORDER BY {}", m.sql, table.grain.join(", "));
-    let batches = ctx.sql(&sql).await.map_err(GoldError::query(m.name))?.collect().await.map_err(GoldError::query(m.name))?;
-    Ok(GoldOutput { table, dates, batches: conform(table, batches)? })
+    let mut parts = Vec::new();
+    if dates != Dates::Only(Default::default()) {
+        let filter = table.date_column.as_deref().and_then(|c| dates.predicate(c)).map(|p| format!(" WHERE {p}")).unwrap_or_default();
+        parts.push(format!("SELECT * FROM ({}) AS model{filter}", m.sql));
+    }
+    if let Some(g) = groups.filter(|g| !g.is_empty()) {
+        let name = format!("_keys_{}", table.name);
+        let _ = ctx.deregister_table(name.as_str());
+        ctx.register_table(name.as_str(), Arc::new(MemTable::try_new(g.rows.schema(), vec![vec![g.rows.clone()]])?))?;
+        let on = g.columns.iter().map(|c| format!("m.{c} = k.{c}")).collect::<Vec<_>>().join(" AND ");
+        // A literal filter on the date the scans can prune on, then the exact tuples.
+        let prune = match &table.date_column {
+            Some(c) => format!(" WHERE m.{c} IN ({})", g.first_values().iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ")),
+            None => String::new(),
+        };
+        parts.push(format!("SELECT m.* FROM ({}) AS m JOIN {name} AS k ON {on}{prune}", m.sql));
+    }
+    let batches = if parts.is_empty() {
+        Vec::new()
+    } else {
+        // Rows in grain order: the lake's files and the warehouse loads are then deterministic.
+        let sql = format!("SELECT * FROM ({}) AS u ORDER BY {}", parts.join(" UNION ALL "), table.grain.join(", "));
+        ctx.sql(&sql).await.map_err(GoldError::query(m.name))?.collect().await.map_err(GoldError::query(m.name))?
+    };
+    Ok(GoldOutput { table, dates, groups: groups.cloned(), batches: conform(table, batches)? })
 }
 
 /// Computes every gold table from the current silver state.

@@ -90,6 +90,23 @@ pub struct GoldTable {
     /// Extra indexes for the usual filters (the primary key already leads with the date).
     pub indexes: Vec<Vec<String>>,
     pub columns: Vec<GoldColumn>,
+    /// How an incremental publish narrows its replacement below whole dates (dated tables) or
+    /// the whole table (undated ones); `None`: whole dates / the whole table.
+    pub incremental: Option<Incremental>,
+}
+
+/// The `[incremental]` block of a model file: an incremental publish replaces exactly the
+/// rows whose `key` columns take one of the values `touched` returns (recomputed from silver;
+/// a key that no longer has a row is deleted). The query reads silver and the change views
+/// gold registers for the publish (see `gold/models/README.md`); on a dated table it adds to
+/// the whole dates the publish replaces anyway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incremental {
+    /// Grain columns (leading with the date column on a dated table).
+    pub key: Vec<String>,
+    /// A query returning the key values to replace, its columns named and ordered as `key`.
+    pub touched: String,
 }
 
 impl GoldTable {
@@ -164,6 +181,7 @@ struct ModelFile {
     columns: Vec<GoldColumn>,
     #[serde(default)]
     checks: Vec<Check>,
+    incremental: Option<Incremental>,
 }
 
 #[derive(Deserialize)]
@@ -262,6 +280,19 @@ fn validate(t: &GoldTable) -> Result<(), String> {
     if let Some(c) = t.columns.iter().find(|c| !seen.insert(c.name.as_str())) {
         return err(format!("column {} appears twice", c.name));
     }
+    if let Some(inc) = &t.incremental {
+        if inc.key.is_empty() {
+            return err("[incremental] key is empty".into());
+        }
+        if let Some(k) = inc.key.iter().find(|k| !t.grain.contains(k)) {
+            return err(format!("[incremental] key column {k} is not a grain column"));
+        }
+        if let Some(d) = &t.date_column {
+            if inc.key[0] != *d {
+                return err(format!("[incremental] key must lead with the date column {d}"));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -279,7 +310,15 @@ fn load() -> Result<Project, String> {
             return Err(format!("gold/models/{name}.toml: name is {:?}", f.name));
         }
         let sql = file(&format!("{name}.sql")).ok_or_else(|| format!("gold/models/{name}.sql is missing"))?;
-        let table = GoldTable { name: f.name, doc: f.description, date_column: f.date_column, grain: f.grain, indexes: f.indexes, columns: f.columns };
+        let table = GoldTable {
+            name: f.name,
+            doc: f.description,
+            date_column: f.date_column,
+            grain: f.grain,
+            indexes: f.indexes,
+            columns: f.columns,
+            incremental: f.incremental,
+        };
         validate(&table)?;
         let mut tests = generic_tests(&table);
         tests.extend(f.checks.into_iter().map(|check| Test { kind: TestKind::Reconciliation, check }));
@@ -360,7 +399,12 @@ pub fn markdown() -> String {
         s.push_str(&format!("- Grain: {}\n", t.grain.join(", ")));
         match &t.date_column {
             Some(d) => s.push_str(&format!("- Published by business date: `{d}`\n")),
-            None => s.push_str("- Published by business date: none (replaced whole by every publish)\n"),
+            None => s.push_str("- Published by business date: none\n"),
+        }
+        match &t.incremental {
+            Some(inc) => s.push_str(&format!("- Incremental publish: replaces the rows of the touched {} (see `[incremental]`)\n", inc.key.join(", "))),
+            None if t.date_column.is_some() => s.push_str("- Incremental publish: replaces whole touched dates\n"),
+            None => s.push_str("- Incremental publish: none (replaced whole by every publish)\n"),
         }
         for idx in &t.indexes {
             s.push_str(&format!("- Index: {}\n", idx.join(", ")));
