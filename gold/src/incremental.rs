@@ -19,7 +19,10 @@
 //! - `_changed_products (partner_id, sku, category)`: the products the runs inserted, renamed
 //!   or recategorised, one row per category each has now or had in any earlier version
 //!   (`Unknown` included), from silver's `products_history`;
-//! - `_orders_before`: the `orders` table as of the published state (Delta time travel).
+//! - `_orders_before`: the `orders` table as of the published state (Delta time travel);
+//! - `_changed_orders (partner_id, order_id, customer_id, campaign_id)`: the orders the runs
+//!   wrote or whose items they wrote, as they are now and as they were before;
+//! - `_changed_items`: the rows of `_fulfilled_items` of the `_changed_products`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -160,6 +163,12 @@ async fn register_changes(ctx: &SessionContext, lake: &Location, runs: &[&Silver
         Field::new("category", DataType::Utf8, true),
     ])));
     replace_table(ctx, "_changed_products", Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+    materialize(
+        ctx,
+        "_changed_items",
+        "SELECT f.* FROM _fulfilled_items f JOIN _changed_product_keys c ON c.partner_id = f.partner_id AND c.sku = f.sku",
+    )
+    .await?;
 
     let orders = silver::current_table(Dataset::Orders);
     let before_orders: Arc<dyn deltalake::datafusion::catalog::TableProvider> = match (before.get(orders), lh.open(orders).await?) {
@@ -172,7 +181,24 @@ async fn register_changes(ctx: &SessionContext, lake: &Location, runs: &[&Silver
         _ => Arc::new(MemTable::try_new(silver::current_schema(Dataset::Orders), vec![vec![]])?),
     };
     replace_table(ctx, "_orders_before", before_orders)?;
+    let runs = date_list(&dates);
+    let changed = format!(
+        "WITH k AS (SELECT partner_id, order_id FROM orders WHERE _run_date IN ({runs}) \
+                    UNION SELECT partner_id, order_id FROM order_items WHERE _run_date IN ({runs})) \
+         SELECT o.partner_id, o.order_id, o.customer_id, o.campaign_id FROM orders o JOIN k ON k.partner_id = o.partner_id AND k.order_id = o.order_id \
+         UNION SELECT b.partner_id, b.order_id, b.customer_id, b.campaign_id FROM _orders_before b JOIN k ON k.partner_id = b.partner_id AND k.order_id = b.order_id"
+    );
+    materialize(ctx, "_changed_orders", &changed).await?;
     Ok(true)
+}
+
+/// Registers the result of `sql` as the in-memory table `name` (computed once, read by several
+/// `[incremental]` queries).
+async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<(), GoldError> {
+    let df = ctx.sql(sql).await.map_err(GoldError::query(name))?;
+    let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
+    let rows = df.collect().await.map_err(GoldError::query(name))?;
+    replace_table(ctx, name, Arc::new(MemTable::try_new(schema, vec![rows])?))
 }
 
 fn replace_table(ctx: &SessionContext, name: &str, t: Arc<dyn deltalake::datafusion::catalog::TableProvider>) -> Result<(), GoldError> {
@@ -231,6 +257,7 @@ pub async fn groups(
             cast.push(RecordBatch::try_new(schema.clone(), cols)?);
         }
         let rows = arrow::compute::concat_batches(&schema, &cast)?;
+        tracing::debug!("gold [incremental] {}: {} keys", t.name, rows.num_rows());
         out.insert(t.name.clone(), KeySet { columns: inc.key.clone(), rows });
     }
     Ok(Some(Groups(out)))

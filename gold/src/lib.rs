@@ -256,29 +256,39 @@ pub async fn run_model_keyed(ctx: &SessionContext, m: &Model, scope: &Scope, gro
         (None, Some(_)) => Dates::Only(Default::default()),
         (None, None) => Dates::All,
     };
-    let mut parts = Vec::new();
-    if dates != Dates::Only(Default::default()) {
-        let filter = table.date_column.as_deref().and_then(|c| dates.predicate(c)).map(|p| format!(" WHERE {p}")).unwrap_or_default();
-        parts.push(format!("SELECT * FROM ({}) AS model{filter}", m.sql));
-    }
-    if let Some(g) = groups.filter(|g| !g.is_empty()) {
-        let name = format!("_keys_{}", table.name);
-        let _ = ctx.deregister_table(name.as_str());
-        ctx.register_table(name.as_str(), Arc::new(MemTable::try_new(g.rows.schema(), vec![vec![g.rows.clone()]])?))?;
-        let on = g.columns.iter().map(|c| format!("m.{c} = k.{c}")).collect::<Vec<_>>().join(" AND ");
-        // A literal filter on the date the scans can prune on, then the exact tuples.
-        let prune = match &table.date_column {
-            Some(c) => format!(" WHERE m.{c} IN ({})", g.first_values().iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ")),
-            None => String::new(),
-        };
-        parts.push(format!("SELECT m.* FROM ({}) AS m JOIN {name} AS k ON {on}{prune}", m.sql));
-    }
-    let batches = if parts.is_empty() {
-        Vec::new()
-    } else {
-        // Rows in grain order: the lake's files and the warehouse loads are then deterministic.
-        let sql = format!("SELECT * FROM ({}) AS u ORDER BY {}", parts.join(" UNION ALL "), table.grain.join(", "));
-        ctx.sql(&sql).await.map_err(GoldError::query(m.name))?.collect().await.map_err(GoldError::query(m.name))?
+    let whole = dates != Dates::Only(Default::default());
+    let sql = match groups.filter(|g| !g.is_empty()) {
+        _ if !whole && groups.is_none_or(|g| g.is_empty()) => None,
+        None => {
+            let filter = table.date_column.as_deref().and_then(|c| dates.predicate(c)).map(|p| format!(" WHERE {p}")).unwrap_or_default();
+            Some(format!("SELECT * FROM ({}) AS model{filter}", m.sql))
+        }
+        Some(g) => {
+            let name = format!("_keys_{}", table.name);
+            let _ = ctx.deregister_table(name.as_str());
+            ctx.register_table(name.as_str(), Arc::new(MemTable::try_new(g.rows.schema(), vec![vec![g.rows.clone()]])?))?;
+            let on = g.columns.iter().map(|c| format!("m.{c} = k.{c}")).collect::<Vec<_>>().join(" AND ");
+            // The whole dates, and the key tuples on other dates; the date list (a filter the
+            // scans can prune on) covers both.
+            let (join, filter) = match (&table.date_column, &dates) {
+                (Some(c), Dates::Only(s)) if !s.is_empty() => {
+                    let all: std::collections::BTreeSet<String> = s.iter().cloned().chain(g.first_values()).collect();
+                    let list = |d: &std::collections::BTreeSet<String>| d.iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ");
+                    ("LEFT JOIN", format!(" WHERE m.{c} IN ({}) AND (m.{c} IN ({}) OR k.{c} IS NOT NULL)", list(&all), list(s)))
+                }
+                (Some(c), _) => ("JOIN", format!(" WHERE m.{c} IN ({})", g.first_values().iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", "))),
+                (None, _) => ("JOIN", String::new()),
+            };
+            Some(format!("SELECT m.* FROM ({}) AS m {join} {name} AS k ON {on}{filter}", m.sql))
+        }
+    };
+    let batches = match sql {
+        None => Vec::new(),
+        Some(sql) => {
+            // Rows in grain order: the lake's files and the warehouse loads are then deterministic.
+            let sql = format!("SELECT * FROM ({sql}) AS u ORDER BY {}", table.grain.join(", "));
+            ctx.sql(&sql).await.map_err(GoldError::query(m.name))?.collect().await.map_err(GoldError::query(m.name))?
+        }
     };
     Ok(GoldOutput { table, dates, groups: groups.cloned(), batches: conform(table, batches)? })
 }

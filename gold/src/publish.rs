@@ -213,12 +213,17 @@ pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: RunDate, opts: 
             Scope { order_dates: Dates::Only(order_dates), run_dates: Dates::Only(run_dates), snapshot_dates: Dates::Only(snapshots) }
         }
     };
+    tracing::debug!("gold scope (keyed: {}) after {:.2} s", groups.is_some(), started.elapsed().as_secs_f64());
     let mut outputs = Vec::with_capacity(models().len());
     for m in models() {
         let g = groups.as_ref().and_then(|g: &incremental::Groups| g.0.get(m.name));
+        let t = std::time::Instant::now();
         outputs.push(crate::run_model_keyed(&ctx, m, &scope, g).await?);
+        tracing::debug!("gold model {}: {} rows in {:.2} s", m.name, outputs.last().map_or(0, |o| o.rows()), t.elapsed().as_secs_f64());
     }
+    let t = std::time::Instant::now();
     let checks = crate::checks::run(&ctx, &outputs, &scope).await?;
+    tracing::debug!("gold checks in {:.2} s", t.elapsed().as_secs_f64());
     let compute_seconds = started.elapsed().as_secs_f64();
     let failed: Vec<String> = checks
         .iter()
