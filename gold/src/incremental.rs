@@ -262,3 +262,56 @@ pub async fn groups(
     }
     Ok(Some(Groups(out)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(date: &str, before: &[(&str, i64)], after: &[(&str, i64)]) -> SilverRecord {
+        let mut r = SilverRecord::new(date.parse().unwrap());
+        r.versions_before = before.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        r.versions_after = after.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        r
+    }
+
+    /// Keyed only when the uncarried runs continue the published state one after the other.
+    #[test]
+    fn chain_follows_versions_from_the_published_state() {
+        let a = run("2026-11-18", &[], &[("orders", 1)]);
+        let b = run("2026-11-19", &[("orders", 1)], &[("orders", 2)]);
+        let c = run("2026-11-20", &[("orders", 2)], &[("orders", 3)]);
+        let (start, end) = chain(&[&a], &[&c, &b]).unwrap();
+        assert_eq!((start["orders"], end["orders"]), (1, 3));
+        // Nothing new: the chain is the published state itself.
+        assert_eq!(chain(&[&a, &b], &[]).map(|(s, e)| (s["orders"], e["orders"])), Some((2, 2)));
+        // A gap (e.g. a rollback's restore commit between b and c), or no published state.
+        let c2 = run("2026-11-20", &[("orders", 4)], &[("orders", 5)]);
+        assert!(chain(&[&a, &b], &[&c2]).is_none());
+        assert!(chain(&[], &[&a]).is_none());
+    }
+
+    #[test]
+    fn key_sets_match_rows_by_tuple() {
+        let t = crate::models::table("category_kpis").unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("order_date", DataType::Date32, false), Field::new("category", DataType::Utf8, false)]));
+        let keys = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(arrow::array::Date32Array::from(vec![20_411, 20_412])), Arc::new(StringArray::from(vec!["Home", "Garden"]))],
+        )
+        .unwrap();
+        let k = KeySet { columns: vec!["order_date".into(), "category".into()], rows: keys };
+        assert_eq!(k.first_values().into_iter().collect::<Vec<_>>(), ["2025-11-19", "2025-11-20"]);
+        let out = crate::gold_schema(t);
+        let cols: Vec<ArrayRef> = out
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "order_date" => Arc::new(arrow::array::Date32Array::from(vec![20_411, 20_411, 20_412])) as ArrayRef,
+                "category" => Arc::new(StringArray::from(vec!["Home", "Garden", "Garden"])) as ArrayRef,
+                _ => arrow::array::new_null_array(f.data_type(), 3),
+            })
+            .collect();
+        let b = RecordBatch::try_new(Arc::new(Schema::new(out.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>())), cols).unwrap();
+        assert_eq!(k.matches(t, &b).unwrap(), BooleanArray::from(vec![true, false, true]));
+    }
+}

@@ -469,6 +469,11 @@ mod tests {
         assert!(validate(&t).unwrap_err().contains("grain is empty"));
         t.grain = vec!["order_date".into(), "nope".into()];
         assert!(validate(&t).unwrap_err().contains("nope"));
+        let mut t = table("daily_sales").unwrap().clone();
+        t.incremental = Some(Incremental { key: vec!["partner_id".into()], touched: String::new() });
+        assert!(validate(&t).unwrap_err().contains("lead with the date column"));
+        t.incremental = Some(Incremental { key: vec!["order_date".into(), "orders".into()], touched: String::new() });
+        assert!(validate(&t).unwrap_err().contains("not a grain column"));
         let bad: Result<ModelFile, _> = toml::from_str("name = 'x'\ndescription = 'd'\ngrain = ['a']\ncolums = []\n");
         assert!(bad.is_err());
     }
@@ -497,6 +502,11 @@ mod tests {
                 let results = crate::checks::run_tests(&ctx, &[out]).await.unwrap();
                 assert!(results.iter().all(|r| r.passed()), "{results:?}");
             }
+            // Every `[incremental]` query plans and runs over the change views, keys typed as the table's.
+            let groups = crate::incremental::groups(&ctx, &lake, &[], &Default::default(), &crate::Scope::ALL).await.unwrap().unwrap();
+            let with: Vec<&str> = models().iter().filter(|m| m.table.incremental.is_some()).map(|m| m.name).collect();
+            assert_eq!(groups.0.keys().map(String::as_str).collect::<Vec<_>>().len(), with.len());
+            assert!(groups.0.values().all(|k| k.is_empty()));
         });
         let _ = std::fs::remove_dir_all(&dir);
     }
