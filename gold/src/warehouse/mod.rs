@@ -357,9 +357,10 @@ impl Warehouse {
         Ok(rows.into_iter().filter_map(|mut r| Some((r.get_mut(0)?.take()?, r.get_mut(1)?.take()?))).collect())
     }
 
-    /// Publishes `outputs` in one transaction: for each table, deletes the rows of the dates it
-    /// replaces (all rows for undated tables), loads the new rows, and checks that exactly the
-    /// computed number of rows is visible for those dates; then records `runs` as published.
+    /// Publishes `outputs` in one transaction: for each table, deletes the rows it replaces
+    /// (its whole dates, its key tuples, or every row; see `replace.rs`), loads the new rows,
+    /// and checks that exactly the computed number of rows is visible there; then records
+    /// `runs` as published.
     /// Any failure (including a dropped connection) rolls everything back.
     pub async fn publish(&mut self, outputs: &[GoldOutput], runs: &[PublishedRun]) -> Result<Vec<LoadedTable>, WarehouseError> {
         let d = self.dialect();
