@@ -117,6 +117,28 @@ pub async fn session(lake: &Location) -> Result<SessionContext, GoldError> {
     Ok(ctx)
 }
 
+/// A session over the same silver tables as `ctx` in which each shared view holds only its
+/// rows of the order dates `dates`, computed once: the order-dated models and the checks of a
+/// publish limited to those dates then read them instead of joining silver again each.
+pub async fn session_for_order_dates(ctx: &SessionContext, dates: &std::collections::BTreeSet<String>) -> Result<SessionContext, GoldError> {
+    use deltalake::datafusion::execution::session_state::SessionStateBuilder;
+    let state = SessionStateBuilder::new().with_config(ctx.copied_config()).with_runtime_env(ctx.runtime_env()).with_default_features().build();
+    let out = SessionContext::new_with_state(state);
+    out.register_udf(udf::money());
+    out.register_udf(udf::money_div());
+    for (name, _) in inputs() {
+        out.register_table(name, ctx.table_provider(name).await?)?;
+    }
+    let list = if dates.is_empty() { "NULL".to_string() } else { dates.iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ") };
+    for v in models::views() {
+        let df = out.sql(&format!("SELECT * FROM ({}) AS v WHERE order_date IN ({list})", v.sql)).await.map_err(GoldError::query(v.name))?;
+        let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let rows = df.collect().await.map_err(GoldError::query(v.name))?;
+        out.register_table(v.name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+    }
+    Ok(out)
+}
+
 /// Which business dates of the dated tables to compute (undated tables are always whole).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dates {

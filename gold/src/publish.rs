@@ -214,15 +214,30 @@ pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: RunDate, opts: 
         }
     };
     tracing::debug!("gold scope (keyed: {}) after {:.2} s", groups.is_some(), started.elapsed().as_secs_f64());
+    // A keyed publish reads the shared views of the order dates it computes once.
+    let dated = match (&groups, &scope.order_dates) {
+        (Some(g), Dates::Only(whole)) => {
+            let mut dates = whole.clone();
+            for m in models().iter().filter(|m| m.table.date_column.as_deref() == Some("order_date")) {
+                dates.extend(g.0.get(m.name).map(|k| k.first_values()).unwrap_or_default());
+            }
+            Some(crate::session_for_order_dates(&ctx, &dates).await?)
+        }
+        _ => None,
+    };
     let mut outputs = Vec::with_capacity(models().len());
     for m in models() {
         let g = groups.as_ref().and_then(|g: &incremental::Groups| g.0.get(m.name));
         let t = std::time::Instant::now();
-        outputs.push(crate::run_model_keyed(&ctx, m, &scope, g).await?);
+        let on = match &dated {
+            Some(d) if m.table.date_column.as_deref() == Some("order_date") => d,
+            _ => &ctx,
+        };
+        outputs.push(crate::run_model_keyed(on, m, &scope, g).await?);
         tracing::debug!("gold model {}: {} rows in {:.2} s", m.name, outputs.last().map_or(0, |o| o.rows()), t.elapsed().as_secs_f64());
     }
     let t = std::time::Instant::now();
-    let checks = crate::checks::run(&ctx, &outputs, &scope).await?;
+    let checks = crate::checks::run(dated.as_ref().unwrap_or(&ctx), &outputs, &scope).await?;
     tracing::debug!("gold checks in {:.2} s", t.elapsed().as_secs_f64());
     let compute_seconds = started.elapsed().as_secs_f64();
     let failed: Vec<String> = checks
