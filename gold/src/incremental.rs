@@ -103,16 +103,10 @@ pub fn chain<'a>(carried: &[&'a SilverRecord], uncarried: &[&'a SilverRecord]) -
     Some((start, at))
 }
 
-/// Silver's current versions of the tables `like` names.
-pub async fn current_versions(lake: &Location, like: &BTreeMap<String, i64>) -> Result<BTreeMap<String, i64>, GoldError> {
-    let lh = Lakehouse::new(lake)?;
-    let mut out = BTreeMap::new();
-    for name in like.keys() {
-        if let Some(v) = lh.open(name).await?.as_ref().and_then(Lakehouse::version) {
-            out.insert(name.clone(), v);
-        }
-    }
-    Ok(out)
+/// Whether the session read silver exactly at the chain's end: every table it read (`read`,
+/// table → version) at the version the chain ends with, and no table the chain has missing.
+pub fn reads_state(read: &BTreeMap<String, i64>, end: &BTreeMap<String, i64>) -> bool {
+    crate::input_tables().all(|t| read.get(t) == end.get(t))
 }
 
 /// `DATE 'a', DATE 'b'` for `{pending_run_dates}` (`NULL` when there is none).

@@ -92,8 +92,20 @@ fn inputs() -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
     v
 }
 
+/// The names of the silver tables gold reads.
+pub fn input_tables() -> impl Iterator<Item = &'static str> {
+    inputs().into_iter().map(|(name, _)| name)
+}
+
 /// A session with the silver tables, the money functions and the shared views registered.
 pub async fn session(lake: &Location) -> Result<SessionContext, GoldError> {
+    Ok(session_with_versions(lake).await?.0)
+}
+
+/// [`session`], with the version of each silver table it reads (tables that do not exist yet
+/// are absent).
+pub async fn session_with_versions(lake: &Location) -> Result<(SessionContext, std::collections::BTreeMap<String, i64>), GoldError> {
+    let mut versions = std::collections::BTreeMap::new();
     let ctx = SessionContext::new();
     ctx.register_udf(udf::money());
     ctx.register_udf(udf::money_div());
@@ -101,6 +113,7 @@ pub async fn session(lake: &Location) -> Result<SessionContext, GoldError> {
     for (name, schema) in inputs() {
         match lh.open(name).await? {
             Some(table) if Lakehouse::version(&table).is_some() => {
+                versions.insert(name.to_string(), Lakehouse::version(&table).expect("checked"));
                 table.update_datafusion_session(&ctx.state())?;
                 ctx.register_table(name, table.table_provider().await?)?;
             }
@@ -114,7 +127,7 @@ pub async fn session(lake: &Location) -> Result<SessionContext, GoldError> {
             .await
             .map_err(GoldError::query(v.name))?;
     }
-    Ok(ctx)
+    Ok((ctx, versions))
 }
 
 /// A session over the same silver tables as `ctx` in which each shared view holds only its

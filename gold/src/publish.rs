@@ -184,7 +184,7 @@ pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: RunDate, opts: 
     }
 
     let started = std::time::Instant::now();
-    let ctx = crate::session(lake).await?;
+    let (ctx, read) = crate::session_with_versions(lake).await?;
     let carried: Vec<&SilverRun> = completed.iter().copied().filter(|r| published.get(&r.date.to_string()) == Some(&r.stamp())).collect();
     let uncarried: Vec<&SilverRun> = pending.iter().copied().filter(|r| published.get(&r.date.to_string()) != Some(&r.stamp())).collect();
     let mut groups = None;
@@ -195,7 +195,7 @@ pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: RunDate, opts: 
         let run_dates: BTreeSet<String> = pending.iter().map(|r| r.date.to_string()).collect();
         // Keyed when the runs continue from the published state up to silver's current state.
         let before = match incremental::chain(&carried, &uncarried) {
-            Some((start, end)) if incremental::current_versions(lake, end).await? == *end => Some(start),
+            Some((start, end)) if incremental::reads_state(&read, end) => Some(start),
             _ => None,
         };
         let whole = Scope { order_dates: Dates::Only(order_dates.clone()), run_dates: Dates::Only(run_dates.clone()), snapshot_dates: Dates::Only(run_dates.clone()) };
