@@ -47,6 +47,8 @@ pub async fn write(lake: &Location, outputs: &[GoldOutput]) -> Result<(usize, us
         let Some(date_col) = t.date_column.as_deref() else {
             let path = lake.path(&paths::gold_file(&t.name, None));
             let rows = match &o.groups {
+                // No touched key: the file stays as it is.
+                Some(g) if o.dates != Dates::All && g.is_empty() => continue,
                 Some(g) if o.dates != Dates::All => merge(t, read(lake, &path).await?, g, &o.batches)?,
                 _ => o.batches.clone(),
             };
