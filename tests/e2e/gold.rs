@@ -310,13 +310,17 @@ fn publish_is_atomic_when_the_connection_drops() {
         .spawn()
         .unwrap();
     let mut killed = false;
-    for _ in 0..150 {
+    for _ in 0..600 {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let rows = pg_query(&pg.url, "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'medallion' AND state = 'idle in transaction' AND datname = current_database()");
+        // Paused: idle in its transaction right after loading the third table (order_kpis),
+        // not in a moment between two earlier statements.
+        let paused = "application_name = 'medallion' AND state = 'idle in transaction' AND query LIKE 'COPY gold.order_kpis %' AND datname = current_database()";
+        let rows = pg_query(&pg.url, &format!("SELECT COUNT(*) FROM pg_stat_activity WHERE {paused}"));
         if rows[0][0].as_deref() == Some("1") {
             // Another connection (ours) can still read: it sees the old state only.
             assert_eq!(warehouse_gold(&pg.url), before, "a reader during the publish sees the old state");
-            pg_exec(&pg.url, &["SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'medallion' AND state = 'idle in transaction' AND datname = current_database()"]);
+            let cut = pg_query(&pg.url, &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {paused}"));
+            assert_eq!(cut, vec![vec![Some("true".to_string())]], "the paused publish's connection is cut");
             killed = true;
             break;
         }
