@@ -152,6 +152,33 @@ pub async fn session_for_order_dates(ctx: &SessionContext, dates: &std::collecti
     Ok(out)
 }
 
+/// A session over the same silver tables as `ctx` in which each table of `narrow` holds only
+/// its rows of the key tuples `keys` (computed once), and the shared views are built on them.
+async fn session_narrowed(ctx: &SessionContext, narrow: &[String], keys: &incremental::KeySet) -> Result<SessionContext, GoldError> {
+    use deltalake::datafusion::execution::session_state::SessionStateBuilder;
+    let state = SessionStateBuilder::new().with_config(ctx.copied_config()).with_runtime_env(ctx.runtime_env()).with_default_features().build();
+    let out = SessionContext::new_with_state(state);
+    out.register_udf(udf::money());
+    out.register_udf(udf::money_div());
+    let _ = ctx.deregister_table("_narrow_keys");
+    ctx.register_table("_narrow_keys", Arc::new(MemTable::try_new(keys.rows.schema(), vec![vec![keys.rows.clone()]])?))?;
+    let on = keys.columns.iter().map(|c| format!("t.{c} = k.{c}")).collect::<Vec<_>>().join(" AND ");
+    for (name, _) in inputs() {
+        if narrow.iter().any(|n| n == name) {
+            let df = ctx.sql(&format!("SELECT t.* FROM {name} t JOIN _narrow_keys k ON {on}")).await.map_err(GoldError::query(name))?;
+            let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let rows = df.collect().await.map_err(GoldError::query(name))?;
+            out.register_table(name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+        } else {
+            out.register_table(name, ctx.table_provider(name).await?)?;
+        }
+    }
+    for v in models::views() {
+        out.sql(&format!("CREATE VIEW {} AS {}", v.name, v.sql)).await.map_err(GoldError::query(v.name))?;
+    }
+    Ok(out)
+}
+
 /// Which business dates of the dated tables to compute (undated tables are always whole).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dates {
@@ -291,6 +318,12 @@ pub async fn run_model_keyed(ctx: &SessionContext, m: &Model, scope: &Scope, gro
         (None, Some(_)) => Dates::Only(Default::default()),
         (None, None) => Dates::All,
     };
+    // An undated table replaced by key reads its `narrow` tables for those keys only.
+    let narrowed = match (groups.filter(|g| !g.is_empty()), &table.incremental, &table.date_column) {
+        (Some(g), Some(inc), None) if !inc.narrow.is_empty() => Some(session_narrowed(ctx, &inc.narrow, g).await?),
+        _ => None,
+    };
+    let ctx = narrowed.as_ref().unwrap_or(ctx);
     let whole = dates != Dates::Only(Default::default());
     let sql = match groups.filter(|g| !g.is_empty()) {
         _ if !whole && groups.is_none_or(|g| g.is_empty()) => None,

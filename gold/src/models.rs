@@ -107,6 +107,10 @@ pub struct Incremental {
     pub key: Vec<String>,
     /// A query returning the key values to replace, its columns named and ordered as `key`.
     pub touched: String,
+    /// Silver tables (holding every `key` column) that the model then reads only for the
+    /// touched keys: their rows of other keys cannot change the touched keys' rows.
+    #[serde(default)]
+    pub narrow: Vec<String>,
 }
 
 impl GoldTable {
@@ -286,6 +290,9 @@ fn validate(t: &GoldTable) -> Result<(), String> {
         }
         if let Some(k) = inc.key.iter().find(|k| !t.grain.contains(k)) {
             return err(format!("[incremental] key column {k} is not a grain column"));
+        }
+        if let Some(n) = inc.narrow.iter().find(|n| !crate::input_tables().any(|i| i == n.as_str())) {
+            return err(format!("[incremental] narrow: {n} is not a silver table gold reads"));
         }
         if let Some(d) = &t.date_column {
             if inc.key[0] != *d {
@@ -470,9 +477,9 @@ mod tests {
         t.grain = vec!["order_date".into(), "nope".into()];
         assert!(validate(&t).unwrap_err().contains("nope"));
         let mut t = table("daily_sales").unwrap().clone();
-        t.incremental = Some(Incremental { key: vec!["partner_id".into()], touched: String::new() });
+        t.incremental = Some(Incremental { key: vec!["partner_id".into()], touched: String::new(), narrow: Vec::new() });
         assert!(validate(&t).unwrap_err().contains("lead with the date column"));
-        t.incremental = Some(Incremental { key: vec!["order_date".into(), "orders".into()], touched: String::new() });
+        t.incremental = Some(Incremental { key: vec!["order_date".into(), "orders".into()], touched: String::new(), narrow: Vec::new() });
         assert!(validate(&t).unwrap_err().contains("not a grain column"));
         let bad: Result<ModelFile, _> = toml::from_str("name = 'x'\ndescription = 'd'\ngrain = ['a']\ncolums = []\n");
         assert!(bad.is_err());
