@@ -7,6 +7,7 @@
 //! away from zero to NUMERIC(18,2); ratios are doubles computed from exact sums.
 
 pub mod checks;
+pub mod incremental;
 pub mod lake;
 pub mod models;
 pub mod publish;
@@ -91,8 +92,20 @@ fn inputs() -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
     v
 }
 
+/// The names of the silver tables gold reads.
+pub fn input_tables() -> impl Iterator<Item = &'static str> {
+    inputs().into_iter().map(|(name, _)| name)
+}
+
 /// A session with the silver tables, the money functions and the shared views registered.
 pub async fn session(lake: &Location) -> Result<SessionContext, GoldError> {
+    Ok(session_with_versions(lake).await?.0)
+}
+
+/// [`session`], with the version of each silver table it reads (tables that do not exist yet
+/// are absent).
+pub async fn session_with_versions(lake: &Location) -> Result<(SessionContext, std::collections::BTreeMap<String, i64>), GoldError> {
+    let mut versions = std::collections::BTreeMap::new();
     let ctx = SessionContext::new();
     ctx.register_udf(udf::money());
     ctx.register_udf(udf::money_div());
@@ -100,6 +113,7 @@ pub async fn session(lake: &Location) -> Result<SessionContext, GoldError> {
     for (name, schema) in inputs() {
         match lh.open(name).await? {
             Some(table) if Lakehouse::version(&table).is_some() => {
+                versions.insert(name.to_string(), Lakehouse::version(&table).expect("checked"));
                 table.update_datafusion_session(&ctx.state())?;
                 ctx.register_table(name, table.table_provider().await?)?;
             }
@@ -113,7 +127,56 @@ pub async fn session(lake: &Location) -> Result<SessionContext, GoldError> {
             .await
             .map_err(GoldError::query(v.name))?;
     }
-    Ok(ctx)
+    Ok((ctx, versions))
+}
+
+/// A session over the same silver tables as `ctx` in which each shared view holds only its
+/// rows of the order dates `dates`, computed once: the order-dated models and the checks of a
+/// publish limited to those dates then read them instead of joining silver again each.
+pub async fn session_for_order_dates(ctx: &SessionContext, dates: &std::collections::BTreeSet<String>) -> Result<SessionContext, GoldError> {
+    use deltalake::datafusion::execution::session_state::SessionStateBuilder;
+    let state = SessionStateBuilder::new().with_config(ctx.copied_config()).with_runtime_env(ctx.runtime_env()).with_default_features().build();
+    let out = SessionContext::new_with_state(state);
+    out.register_udf(udf::money());
+    out.register_udf(udf::money_div());
+    for (name, _) in inputs() {
+        out.register_table(name, ctx.table_provider(name).await?)?;
+    }
+    let list = if dates.is_empty() { "NULL".to_string() } else { dates.iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ") };
+    for v in models::views() {
+        let df = out.sql(&format!("SELECT * FROM ({}) AS v WHERE order_date IN ({list})", v.sql)).await.map_err(GoldError::query(v.name))?;
+        let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let rows = df.collect().await.map_err(GoldError::query(v.name))?;
+        out.register_table(v.name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+    }
+    Ok(out)
+}
+
+/// A session over the same silver tables as `ctx` in which each table of `narrow` holds only
+/// its rows of the key tuples `keys` (computed once), and the shared views are built on them.
+async fn session_narrowed(ctx: &SessionContext, narrow: &[String], keys: &incremental::KeySet) -> Result<SessionContext, GoldError> {
+    use deltalake::datafusion::execution::session_state::SessionStateBuilder;
+    let state = SessionStateBuilder::new().with_config(ctx.copied_config()).with_runtime_env(ctx.runtime_env()).with_default_features().build();
+    let out = SessionContext::new_with_state(state);
+    out.register_udf(udf::money());
+    out.register_udf(udf::money_div());
+    let _ = ctx.deregister_table("_narrow_keys");
+    ctx.register_table("_narrow_keys", Arc::new(MemTable::try_new(keys.rows.schema(), vec![vec![keys.rows.clone()]])?))?;
+    let on = keys.columns.iter().map(|c| format!("t.{c} = k.{c}")).collect::<Vec<_>>().join(" AND ");
+    for (name, _) in inputs() {
+        if narrow.iter().any(|n| n == name) {
+            let df = ctx.sql(&format!("SELECT t.* FROM {name} t JOIN _narrow_keys k ON {on}")).await.map_err(GoldError::query(name))?;
+            let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let rows = df.collect().await.map_err(GoldError::query(name))?;
+            out.register_table(name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+        } else {
+            out.register_table(name, ctx.table_provider(name).await?)?;
+        }
+    }
+    for v in models::views() {
+        out.sql(&format!("CREATE VIEW {} AS {}", v.name, v.sql)).await.map_err(GoldError::query(v.name))?;
+    }
+    Ok(out)
 }
 
 /// Which business dates of the dated tables to compute (undated tables are always whole).
@@ -172,8 +235,12 @@ impl Scope {
 #[derive(Debug, Clone)]
 pub struct GoldOutput {
     pub table: &'static models::GoldTable,
-    /// The business dates this output replaces (`All` for undated tables).
+    /// The business dates this output replaces whole (`All`: the whole table; an undated table
+    /// replaced by key has `Only` of none).
     pub dates: Dates,
+    /// The key tuples it replaces besides (`[incremental]`; disjoint from `dates`).
+    pub groups: Option<incremental::KeySet>,
+    /// The new rows of what it replaces, in grain order.
     pub batches: Vec<RecordBatch>,
 }
 
@@ -238,16 +305,60 @@ fn conform(t: &'static models::GoldTable, batches: Vec<RecordBatch>) -> Result<V
 
 /// Runs one model on `ctx`, restricted to `dates` when the table is dated.
 pub async fn run_model(ctx: &SessionContext, m: &Model, scope: &Scope) -> Result<GoldOutput, GoldError> {
+    run_model_keyed(ctx, m, scope, None).await
+}
+
+/// Runs one model on `ctx` for the whole dates of `scope` (every row of an undated table) or,
+/// with `groups`, for those dates and the rows of those key tuples (only those tuples on an
+/// undated table).
+pub async fn run_model_keyed(ctx: &SessionContext, m: &Model, scope: &Scope, groups: Option<&incremental::KeySet>) -> Result<GoldOutput, GoldError> {
     let table = models::table(m.name).ok_or_else(|| GoldError::Model { model: m.name.into(), message: "not a contract table".into() })?;
-    let dates = match &table.date_column {
-        Some(c) => scope.dates_of(c).clone(),
-        None => Dates::All,
+    let dates = match (&table.date_column, groups) {
+        (Some(c), _) => scope.dates_of(c).clone(),
+        (None, Some(_)) => Dates::Only(Default::default()),
+        (None, None) => Dates::All,
     };
-    // Rows in grain order: the lake's files and the warehouse loads are then deterministic.
-    let filter = table.date_column.as_deref().and_then(|c| dates.predicate(c)).map(|p| format!(" WHERE {p}")).unwrap_or_default();
-    let sql = format!("SELECT * FROM ({}) AS model{filter} ORDER BY {}", m.sql, table.grain.join(", "));
-    let batches = ctx.sql(&sql).await.map_err(GoldError::query(m.name))?.collect().await.map_err(GoldError::query(m.name))?;
-    Ok(GoldOutput { table, dates, batches: conform(table, batches)? })
+    // An undated table replaced by key reads its `narrow` tables for those keys only.
+    let narrowed = match (groups.filter(|g| !g.is_empty()), &table.incremental, &table.date_column) {
+        (Some(g), Some(inc), None) if !inc.narrow.is_empty() => Some(session_narrowed(ctx, &inc.narrow, g).await?),
+        _ => None,
+    };
+    let ctx = narrowed.as_ref().unwrap_or(ctx);
+    let whole = dates != Dates::Only(Default::default());
+    let sql = match groups.filter(|g| !g.is_empty()) {
+        _ if !whole && groups.is_none_or(|g| g.is_empty()) => None,
+        None => {
+            let filter = table.date_column.as_deref().and_then(|c| dates.predicate(c)).map(|p| format!(" WHERE {p}")).unwrap_or_default();
+            Some(format!("SELECT * FROM ({}) AS model{filter}", m.sql))
+        }
+        Some(g) => {
+            let name = format!("_keys_{}", table.name);
+            let _ = ctx.deregister_table(name.as_str());
+            ctx.register_table(name.as_str(), Arc::new(MemTable::try_new(g.rows.schema(), vec![vec![g.rows.clone()]])?))?;
+            let on = g.columns.iter().map(|c| format!("m.{c} = k.{c}")).collect::<Vec<_>>().join(" AND ");
+            // The whole dates, and the key tuples on other dates; the date list (a filter the
+            // scans can prune on) covers both.
+            let (join, filter) = match (&table.date_column, &dates) {
+                (Some(c), Dates::Only(s)) if !s.is_empty() => {
+                    let all: std::collections::BTreeSet<String> = s.iter().cloned().chain(g.first_values()).collect();
+                    let list = |d: &std::collections::BTreeSet<String>| d.iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ");
+                    ("LEFT JOIN", format!(" WHERE m.{c} IN ({}) AND (m.{c} IN ({}) OR k.{c} IS NOT NULL)", list(&all), list(s)))
+                }
+                (Some(c), _) => ("JOIN", format!(" WHERE m.{c} IN ({})", g.first_values().iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", "))),
+                (None, _) => ("JOIN", String::new()),
+            };
+            Some(format!("SELECT m.* FROM ({}) AS m {join} {name} AS k ON {on}{filter}", m.sql))
+        }
+    };
+    let batches = match sql {
+        None => Vec::new(),
+        Some(sql) => {
+            // Rows in grain order: the lake's files and the warehouse loads are then deterministic.
+            let sql = format!("SELECT * FROM ({sql}) AS u ORDER BY {}", table.grain.join(", "));
+            ctx.sql(&sql).await.map_err(GoldError::query(m.name))?.collect().await.map_err(GoldError::query(m.name))?
+        }
+    };
+    Ok(GoldOutput { table, dates, groups: groups.cloned(), batches: conform(table, batches)? })
 }
 
 /// Computes every gold table from the current silver state.

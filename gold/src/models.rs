@@ -90,6 +90,27 @@ pub struct GoldTable {
     /// Extra indexes for the usual filters (the primary key already leads with the date).
     pub indexes: Vec<Vec<String>>,
     pub columns: Vec<GoldColumn>,
+    /// How an incremental publish narrows its replacement below whole dates (dated tables) or
+    /// the whole table (undated ones); `None`: whole dates / the whole table.
+    pub incremental: Option<Incremental>,
+}
+
+/// The `[incremental]` block of a model file: an incremental publish replaces exactly the
+/// rows whose `key` columns take one of the values `touched` returns (recomputed from silver;
+/// a key that no longer has a row is deleted). The query reads silver and the change views
+/// gold registers for the publish (see `gold/models/README.md`); on a dated table it adds to
+/// the whole dates the publish replaces anyway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Incremental {
+    /// Grain columns (leading with the date column on a dated table).
+    pub key: Vec<String>,
+    /// A query returning the key values to replace, its columns named and ordered as `key`.
+    pub touched: String,
+    /// Silver tables (holding every `key` column) that the model then reads only for the
+    /// touched keys: their rows of other keys cannot change the touched keys' rows.
+    #[serde(default)]
+    pub narrow: Vec<String>,
 }
 
 impl GoldTable {
@@ -164,6 +185,7 @@ struct ModelFile {
     columns: Vec<GoldColumn>,
     #[serde(default)]
     checks: Vec<Check>,
+    incremental: Option<Incremental>,
 }
 
 #[derive(Deserialize)]
@@ -262,6 +284,22 @@ fn validate(t: &GoldTable) -> Result<(), String> {
     if let Some(c) = t.columns.iter().find(|c| !seen.insert(c.name.as_str())) {
         return err(format!("column {} appears twice", c.name));
     }
+    if let Some(inc) = &t.incremental {
+        if inc.key.is_empty() {
+            return err("[incremental] key is empty".into());
+        }
+        if let Some(k) = inc.key.iter().find(|k| !t.grain.contains(k)) {
+            return err(format!("[incremental] key column {k} is not a grain column"));
+        }
+        if let Some(n) = inc.narrow.iter().find(|n| !crate::input_tables().any(|i| i == n.as_str())) {
+            return err(format!("[incremental] narrow: {n} is not a silver table gold reads"));
+        }
+        if let Some(d) = &t.date_column {
+            if inc.key[0] != *d {
+                return err(format!("[incremental] key must lead with the date column {d}"));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -279,7 +317,15 @@ fn load() -> Result<Project, String> {
             return Err(format!("gold/models/{name}.toml: name is {:?}", f.name));
         }
         let sql = file(&format!("{name}.sql")).ok_or_else(|| format!("gold/models/{name}.sql is missing"))?;
-        let table = GoldTable { name: f.name, doc: f.description, date_column: f.date_column, grain: f.grain, indexes: f.indexes, columns: f.columns };
+        let table = GoldTable {
+            name: f.name,
+            doc: f.description,
+            date_column: f.date_column,
+            grain: f.grain,
+            indexes: f.indexes,
+            columns: f.columns,
+            incremental: f.incremental,
+        };
         validate(&table)?;
         let mut tests = generic_tests(&table);
         tests.extend(f.checks.into_iter().map(|check| Test { kind: TestKind::Reconciliation, check }));
@@ -360,7 +406,12 @@ pub fn markdown() -> String {
         s.push_str(&format!("- Grain: {}\n", t.grain.join(", ")));
         match &t.date_column {
             Some(d) => s.push_str(&format!("- Published by business date: `{d}`\n")),
-            None => s.push_str("- Published by business date: none (replaced whole by every publish)\n"),
+            None => s.push_str("- Published by business date: none\n"),
+        }
+        match &t.incremental {
+            Some(inc) => s.push_str(&format!("- Incremental publish: replaces the rows of the touched {} (see `[incremental]`)\n", inc.key.join(", "))),
+            None if t.date_column.is_some() => s.push_str("- Incremental publish: replaces whole touched dates\n"),
+            None => s.push_str("- Incremental publish: none (replaced whole by every publish)\n"),
         }
         for idx in &t.indexes {
             s.push_str(&format!("- Index: {}\n", idx.join(", ")));
@@ -425,6 +476,11 @@ mod tests {
         assert!(validate(&t).unwrap_err().contains("grain is empty"));
         t.grain = vec!["order_date".into(), "nope".into()];
         assert!(validate(&t).unwrap_err().contains("nope"));
+        let mut t = table("daily_sales").unwrap().clone();
+        t.incremental = Some(Incremental { key: vec!["partner_id".into()], touched: String::new(), narrow: Vec::new() });
+        assert!(validate(&t).unwrap_err().contains("lead with the date column"));
+        t.incremental = Some(Incremental { key: vec!["order_date".into(), "orders".into()], touched: String::new(), narrow: Vec::new() });
+        assert!(validate(&t).unwrap_err().contains("not a grain column"));
         let bad: Result<ModelFile, _> = toml::from_str("name = 'x'\ndescription = 'd'\ngrain = ['a']\ncolums = []\n");
         assert!(bad.is_err());
     }
@@ -453,6 +509,11 @@ mod tests {
                 let results = crate::checks::run_tests(&ctx, &[out]).await.unwrap();
                 assert!(results.iter().all(|r| r.passed()), "{results:?}");
             }
+            // Every `[incremental]` query plans and runs over the change views, keys typed as the table's.
+            let groups = crate::incremental::groups(&ctx, &lake, &[], &Default::default(), &crate::Scope::ALL).await.unwrap().unwrap();
+            let with: Vec<&str> = models().iter().filter(|m| m.table.incremental.is_some()).map(|m| m.name).collect();
+            assert_eq!(groups.0.keys().map(String::as_str).collect::<Vec<_>>().len(), with.len());
+            assert!(groups.0.values().all(|k| k.is_empty()));
         });
         let _ = std::fs::remove_dir_all(&dir);
     }

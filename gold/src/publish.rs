@@ -8,6 +8,10 @@
 //! status changes included, recorded by silver), their run dates (product_changes,
 //! inventory_status) and every date holding an item or a snapshot of a product they inserted,
 //! renamed or recategorised. A warehouse without any publish gets everything.
+//!
+//! When the pending runs continue from the published silver state, the publish is keyed
+//! (`incremental`): whole business and run dates as above, but a product's change replaces
+//! only the groups holding its items, and the undated tables only their touched keys.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -24,7 +28,7 @@ use serde::Serialize;
 
 use crate::checks::CheckResult;
 use crate::warehouse::{LoadedTable, PublishedRun};
-use crate::{models, Dates, GoldError, Scope, Warehouse};
+use crate::{incremental, models, Dates, GoldError, Scope, Warehouse};
 
 #[derive(Debug, Clone, Default)]
 pub struct GoldOptions {
@@ -37,6 +41,9 @@ pub struct GoldReport {
     pub date: String,
     pub warehouse: String,
     pub full: bool,
+    /// Whether this publish replaced key tuples (`[incremental]`) rather than whole products'
+    /// dates and whole undated tables (see `incremental`).
+    pub keyed: bool,
     /// Warehouse migrations applied by this run.
     pub migrations: Vec<String>,
     /// The silver runs this publish carries.
@@ -177,23 +184,61 @@ pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: RunDate, opts: 
     }
 
     let started = std::time::Instant::now();
-    let ctx = crate::session(lake).await?;
+    let (ctx, read) = crate::session_with_versions(lake).await?;
+    let carried: Vec<&SilverRun> = completed.iter().copied().filter(|r| published.get(&r.date.to_string()) == Some(&r.stamp())).collect();
+    let uncarried: Vec<&SilverRun> = pending.iter().copied().filter(|r| published.get(&r.date.to_string()) != Some(&r.stamp())).collect();
+    let mut groups = None;
     let scope = if full {
         Scope::ALL
     } else {
-        let (item_dates, snapshot_dates) = dates_of_changed_products(&ctx, &pending).await?;
         let mut order_dates: BTreeSet<String> = pending.iter().flat_map(|r| r.business_dates.iter().cloned()).collect();
-        order_dates.extend(item_dates);
         let run_dates: BTreeSet<String> = pending.iter().map(|r| r.date.to_string()).collect();
-        let mut snapshots = run_dates.clone();
-        snapshots.extend(snapshot_dates);
-        Scope { order_dates: Dates::Only(order_dates), run_dates: Dates::Only(run_dates), snapshot_dates: Dates::Only(snapshots) }
+        // Keyed when the runs continue from the published state up to silver's current state.
+        let before = match incremental::chain(&carried, &uncarried) {
+            Some((start, end)) if incremental::reads_state(&read, end) => Some(start),
+            _ => None,
+        };
+        let whole = Scope { order_dates: Dates::Only(order_dates.clone()), run_dates: Dates::Only(run_dates.clone()), snapshot_dates: Dates::Only(run_dates.clone()) };
+        groups = match before {
+            Some(before) => incremental::groups(&ctx, lake, &pending, before, &whole).await?,
+            None => None,
+        };
+        if groups.is_some() {
+            whole
+        } else {
+            let (item_dates, snapshot_dates) = dates_of_changed_products(&ctx, &pending).await?;
+            order_dates.extend(item_dates);
+            let mut snapshots = run_dates.clone();
+            snapshots.extend(snapshot_dates);
+            Scope { order_dates: Dates::Only(order_dates), run_dates: Dates::Only(run_dates), snapshot_dates: Dates::Only(snapshots) }
+        }
+    };
+    tracing::debug!("gold scope (keyed: {}) after {:.2} s", groups.is_some(), started.elapsed().as_secs_f64());
+    // A keyed publish reads the shared views of the order dates it computes once.
+    let dated = match (&groups, &scope.order_dates) {
+        (Some(g), Dates::Only(whole)) => {
+            let mut dates = whole.clone();
+            for m in models().iter().filter(|m| m.table.date_column.as_deref() == Some("order_date")) {
+                dates.extend(g.0.get(m.name).map(|k| k.first_values()).unwrap_or_default());
+            }
+            Some(crate::session_for_order_dates(&ctx, &dates).await?)
+        }
+        _ => None,
     };
     let mut outputs = Vec::with_capacity(models().len());
     for m in models() {
-        outputs.push(crate::run_model(&ctx, m, &scope).await?);
+        let g = groups.as_ref().and_then(|g: &incremental::Groups| g.0.get(m.name));
+        let t = std::time::Instant::now();
+        let on = match &dated {
+            Some(d) if m.table.date_column.as_deref() == Some("order_date") => d,
+            _ => &ctx,
+        };
+        outputs.push(crate::run_model_keyed(on, m, &scope, g).await?);
+        tracing::debug!("gold model {}: {} rows in {:.2} s", m.name, outputs.last().map_or(0, |o| o.rows()), t.elapsed().as_secs_f64());
     }
-    let checks = crate::checks::run(&ctx, &outputs, &scope).await?;
+    let t = std::time::Instant::now();
+    let checks = crate::checks::run(dated.as_ref().unwrap_or(&ctx), &outputs, &scope).await?;
+    tracing::debug!("gold checks in {:.2} s", t.elapsed().as_secs_f64());
     let compute_seconds = started.elapsed().as_secs_f64();
     let failed: Vec<String> = checks
         .iter()
@@ -216,6 +261,7 @@ pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: RunDate, opts: 
         date: date.to_string(),
         warehouse: wh.display.clone(),
         full,
+        keyed: groups.is_some(),
         migrations,
         silver_runs: pending.iter().map(|r| r.date.to_string()).collect(),
         order_dates: list(&scope.order_dates),

@@ -231,6 +231,7 @@ mod tests {
             grain: Vec::new(),
             indexes: Vec::new(),
             columns: vec![col("name", GoldType::Text), col("amount", GoldType::Money)],
+            incremental: None,
         };
         let batch = |names: Vec<Option<&str>>, cents: Vec<Option<i128>>| {
             let schema = Arc::new(arrow::datatypes::Schema::new(vec![

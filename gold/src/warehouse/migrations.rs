@@ -21,7 +21,7 @@ pub const GOLD_MIGRATIONS: &[Migration] = &[
     Migration { version: 2, name: "gold publish ledger", sql: publish_ledger_ddl },
 ];
 
-fn sql_type(d: Dialect, ty: GoldType) -> &'static str {
+pub(super) fn sql_type(d: Dialect, ty: GoldType) -> &'static str {
     match (d, ty) {
         (_, GoldType::Date) => "DATE",
         (_, GoldType::Text) => "TEXT",

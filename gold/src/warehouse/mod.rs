@@ -1,8 +1,9 @@
 //! The warehouse gold is published to: PostgreSQL (schema `gold`) or the embedded SQLite
 //! default (one file; gold tables under their plain names). Both get the same tables, created
 //! by versioned migrations from the model files (`gold/models/*.toml`), and the same publish
-//! semantics: one transaction replaces the touched business dates of every table (and the
-//! undated tables whole), verifies the row counts and records which silver runs it published.
+//! semantics: one transaction replaces what each output replaces (touched business dates,
+//! touched key tuples, or a whole table; see `replace.rs`), verifies the row counts and
+//! records which silver runs it published.
 //! A reader sees the old state or the new one, never a mix.
 //!
 //! Everything is written once against a small dialect seam: [`Dialect`] (names and SQL
@@ -13,6 +14,7 @@
 mod encode;
 mod migrations;
 mod postgres;
+mod replace;
 mod sqlite;
 
 pub use encode::{date_string, money_string, pg_numeric};
@@ -22,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::{Connection, Row};
 
-use crate::{Dates, GoldOutput};
+use crate::GoldOutput;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
@@ -76,8 +78,10 @@ pub struct Warehouse {
 pub struct LoadedTable {
     pub table: String,
     pub rows: u64,
-    /// The business dates replaced ("all" for undated tables or a full rebuild).
+    /// The business dates replaced whole ("all": the whole table).
     pub dates: Vec<String>,
+    /// The key tuples replaced besides (`[incremental]`).
+    pub keys: u64,
     pub rows_deleted: u64,
 }
 
@@ -353,9 +357,10 @@ impl Warehouse {
         Ok(rows.into_iter().filter_map(|mut r| Some((r.get_mut(0)?.take()?, r.get_mut(1)?.take()?))).collect())
     }
 
-    /// Publishes `outputs` in one transaction: for each table, deletes the rows of the dates it
-    /// replaces (all rows for undated tables), loads the new rows, and checks that exactly the
-    /// computed number of rows is visible for those dates; then records `runs` as published.
+    /// Publishes `outputs` in one transaction: for each table, deletes the rows it replaces
+    /// (its whole dates, its key tuples, or every row; see `replace.rs`), loads the new rows,
+    /// and checks that exactly the computed number of rows is visible there; then records
+    /// `runs` as published.
     /// Any failure (including a dropped connection) rolls everything back.
     pub async fn publish(&mut self, outputs: &[GoldOutput], runs: &[PublishedRun]) -> Result<Vec<LoadedTable>, WarehouseError> {
         let d = self.dialect();
@@ -373,18 +378,27 @@ impl Warehouse {
         let mut loaded = Vec::new();
         for (i, o) in outputs.iter().enumerate() {
             let name = d.table("gold", &o.table.name);
-            let (filter, params, dates) = date_filter(o);
-            let deleted = tx.execute(&format!("DELETE FROM {name}{filter}"), &params).await?;
+            let parts = replace::prepare(&mut tx, d, o).await?;
+            let mut deleted = 0;
+            for p in &parts {
+                deleted += tx.execute(&format!("DELETE FROM {name}{}", p.filter), &p.params).await?;
+            }
             let display = tx.display.clone();
             let rows = match &mut tx.conn {
-                TxConn::Postgres(t) => postgres::load(t, &name, o, format).await,
-                TxConn::Sqlite(t) => sqlite::load(t, &name, o).await,
+                TxConn::Postgres(t) => postgres::load(t, &name, o.table, &o.batches, format).await,
+                TxConn::Sqlite(t) => sqlite::load(t, &name, o.table, &o.batches).await,
             }
             .map_err(|e| classify(&display, e))?;
             ::lake::fault::point("gold.load", i).await;
-            let found = tx.count(&format!("SELECT COUNT(*) FROM {name}{filter}"), &params).await?;
+            // The parts are disjoint: what they hold now must be exactly the computed rows.
+            let mut found = 0;
+            for p in &parts {
+                found += tx.count(&format!("SELECT COUNT(*) FROM {name}{}", p.filter), &p.params).await?;
+            }
             verify(&display, o, rows, found)?;
-            loaded.push(LoadedTable { table: o.table.name.clone(), rows, dates, rows_deleted: deleted });
+            replace::finish(&mut tx, o).await?;
+            let keys = o.groups.as_ref().map_or(0, |g| g.len() as u64);
+            loaded.push(LoadedTable { table: o.table.name.clone(), rows, dates: replace::dates_report(o), keys, rows_deleted: deleted });
         }
         let ledger = d.table("medallion", "gold_publishes");
         let upsert = format!(
@@ -429,19 +443,6 @@ fn verify(url: &str, o: &GoldOutput, loaded: u64, visible: u64) -> Result<(), Wa
         }
     }
     Ok(())
-}
-
-/// ` WHERE date_col IN ($1, …)` with its parameters for the dates an output replaces ('' for
-/// all rows), and the dates as strings for the report.
-fn date_filter(o: &GoldOutput) -> (String, Vec<Param>, Vec<String>) {
-    match (&o.dates, &o.table.date_column) {
-        (Dates::Only(s), Some(c)) => {
-            let params: Vec<Param> = s.iter().map(|x| Param::date(x)).collect();
-            let list = if s.is_empty() { "NULL".to_string() } else { (1..=s.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ") };
-            (format!(" WHERE {c} IN ({list})"), params, s.iter().cloned().collect())
-        }
-        _ => (String::new(), Vec::new(), vec!["all".into()]),
-    }
 }
 
 /// Maps a driver error to a message that names the server, telling transient failures (the

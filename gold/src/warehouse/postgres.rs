@@ -9,7 +9,8 @@ use sqlx::{Connection, Postgres};
 
 use super::encode::columns;
 use super::{classify, CopyFormat, Param, WarehouseError};
-use crate::GoldOutput;
+use crate::models::GoldTable;
+use arrow::array::RecordBatch;
 
 const LOCK_KEY: i64 = 0x6d65_6461_6c6c; // "medall": serialises migrations and publishes
 
@@ -57,8 +58,8 @@ pub(super) fn bind<'q>(mut q: Query<'q>, params: &[Param], display: &str) -> Res
 }
 
 /// Loads an output with COPY (binary or text); returns the rows COPY reports.
-pub(super) async fn load(tx: &mut sqlx::Transaction<'_, Postgres>, name: &str, o: &GoldOutput, format: CopyFormat) -> Result<u64, sqlx::Error> {
-    let cols = o.table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+pub(super) async fn load(tx: &mut sqlx::Transaction<'_, Postgres>, name: &str, t: &GoldTable, batches: &[RecordBatch], format: CopyFormat) -> Result<u64, sqlx::Error> {
+    let cols = t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
     let stmt = match format {
         CopyFormat::Binary => format!("COPY {name} ({cols}) FROM STDIN WITH (FORMAT binary)"),
         CopyFormat::Text => format!("COPY {name} ({cols}) FROM STDIN"),
@@ -70,8 +71,8 @@ pub(super) async fn load(tx: &mut sqlx::Transaction<'_, Postgres>, name: &str, o
         buf.extend_from_slice(&0i32.to_be_bytes());
         buf.extend_from_slice(&0i32.to_be_bytes());
     }
-    for b in &o.batches {
-        let cols = columns(o.table, b);
+    for b in batches {
+        let cols = columns(t, b);
         for row in 0..b.num_rows() {
             match format {
                 CopyFormat::Binary => {

@@ -9,7 +9,8 @@ use sqlx::{Connection, Sqlite};
 
 use super::encode::columns;
 use super::{Param, WarehouseError};
-use crate::GoldOutput;
+use crate::models::GoldTable;
+use arrow::array::RecordBatch;
 
 pub(super) async fn connect(path: &str, display: &str) -> Result<SqliteConnection, WarehouseError> {
     let config = |message: String| WarehouseError::Config { url: display.into(), message };
@@ -53,13 +54,13 @@ pub(super) fn bind<'q>(mut q: Query<'q>, params: &[Param]) -> Query<'q> {
 }
 
 /// Loads an output with multi-row INSERTs (at most ~30 000 bound values per statement).
-pub(super) async fn load(tx: &mut sqlx::Transaction<'_, Sqlite>, name: &str, o: &GoldOutput) -> Result<u64, sqlx::Error> {
-    let ncols = o.table.columns.len();
-    let cols = o.table.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+pub(super) async fn load(tx: &mut sqlx::Transaction<'_, Sqlite>, name: &str, t: &GoldTable, batches: &[RecordBatch]) -> Result<u64, sqlx::Error> {
+    let ncols = t.columns.len();
+    let cols = t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
     let per_stmt = (30_000 / ncols).clamp(1, 1000);
     let mut rows = 0u64;
-    for b in &o.batches {
-        let acc = columns(o.table, b);
+    for b in batches {
+        let acc = columns(t, b);
         let mut start = 0;
         while start < b.num_rows() {
             let end = (start + per_stmt).min(b.num_rows());
