@@ -61,7 +61,8 @@ pub(crate) fn store_err(loc: &Location, path: &Path, e: object_store::Error) -> 
 }
 
 
-pub(crate) async fn hash_file(landing: &Location, path: &Path) -> Result<(String, u64), BronzeError> {
+/// The SHA-256 (hex) and size of an object, read as a stream.
+pub async fn hash_file(landing: &Location, path: &Path) -> Result<(String, u64), BronzeError> {
     let size = landing.store.head(path).await.map_err(|e| store_err(landing, path, e))?.size;
     let mut stream = Box::pin(lake::read_stream(landing.store.clone(), path.clone(), size));
     let mut hasher = Sha256::new();

@@ -18,7 +18,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -111,12 +111,12 @@ impl ApiKeys {
 }
 
 /// The key of a request: `Authorization: Bearer <key>` or `X-API-Key`.
-fn presented(parts: &Parts) -> Option<&str> {
-    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+pub fn presented(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, rest) = v.trim().split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim());
     }
-    parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
 fn unauthorized(detail: &str) -> ApiError {
@@ -128,7 +128,7 @@ pub fn authorize(state: &AppState, parts: &Parts, needed: Role) -> Result<(), Ap
     if state.insecure_no_auth {
         return Ok(());
     }
-    let Some(key) = presented(parts).filter(|k| !k.is_empty()) else {
+    let Some(key) = presented(&parts.headers).filter(|k| !k.is_empty()) else {
         return Err(unauthorized("an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>"));
     };
     let roles = state.keys.roles(key);

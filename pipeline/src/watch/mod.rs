@@ -350,7 +350,6 @@ async fn run_one(ctx: &RunContext, landing: &lake::Location, w: &Watch, date: Ru
 /// Moves the landing files of `date` that landed (same name, size and SHA-256 as a landed or
 /// quarantined feed of the registry) to `_archive/{date}/{partner}/{dataset}/{file}`.
 async fn archive(landing: &lake::Location, lake: &lake::Location, date: RunDate) -> Result<usize, String> {
-    use sha2::{Digest, Sha256};
     let records = bronze::Registry::new(lake).feeds_for_date(date).await.map_err(|e| e.to_string())?;
     let landed: Vec<_> = records.iter().filter(|r| matches!(r.status, bronze::FeedStatus::Landed | bronze::FeedStatus::Quarantined)).collect();
     let (candidates, _) = bronze::discover(landing, date).await.map_err(|e| e.to_string())?;
@@ -361,12 +360,7 @@ async fn archive(landing: &lake::Location, lake: &lake::Location, date: RunDate)
         if matching.is_empty() {
             continue;
         }
-        let mut hasher = Sha256::new();
-        let mut stream = Box::pin(lake::read_stream(landing.store.clone(), c.path.clone(), meta.size));
-        while let Some(chunk) = stream.try_next().await.map_err(|e| e.to_string())? {
-            hasher.update(&chunk);
-        }
-        let sha: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let (sha, _) = bronze::hash_file(landing, &c.path).await.map_err(|e| e.to_string())?;
         if !matching.iter().any(|r| r.sha256 == sha) {
             continue; // replaced since it landed: not this run's file
         }

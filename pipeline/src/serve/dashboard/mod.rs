@@ -52,11 +52,7 @@ fn allowed(state: &AppState, headers: &HeaderMap) -> bool {
     if state.insecure_no_auth {
         return true;
     }
-    let header_key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' ').filter(|(s, _)| s.eq_ignore_ascii_case("bearer")).map(|(_, k)| k.trim().to_string()))
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string()));
+    let header_key = super::auth::presented(headers).map(str::to_string);
     [cookie_key(headers), header_key].into_iter().flatten().any(|k| state.keys.roles(&k).iter().any(|r| r.allows(Role::Reader)))
 }
 
