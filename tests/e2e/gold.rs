@@ -372,6 +372,27 @@ fn failed_reconciliation_publishes_nothing() {
     assert!(g.values().all(|rows| rows.is_empty()), "no gold row was published");
 }
 
+/// A day whose exact net revenue is positive but rounds to 0.00 publishes: revenue shares come
+/// from exact sums (acme's 0.0001 is the whole day's net, share 1), and the check that shares
+/// sum to 1 must not read the rounded net as "no revenue" (found by the DuckDB peer).
+#[test]
+fn revenue_under_half_a_cent_has_a_share_of_one() {
+    let env = local();
+    ingest(&env, "acme", "orders", D, "o.csv", b"order_id,customer_id,order_date,status\nO1,C1,2026-11-19T10:00:00Z,completed\n");
+    ingest(&env, "acme", "order_items", D, "i.csv", b"order_id,line_number,sku,quantity,unit_price\nO1,1,X-1,1,0.0001\n");
+    ingest(&env, "beta", "orders", D, "o.csv", b"order_id,customer_id,order_date,status\nO1,C9,2026-11-19T09:00:00Z,returned\n");
+    ingest(&env, "beta", "order_items", D, "i.csv", b"order_id,line_number,sku,quantity,unit_price\nO1,1,Q,1,9.00\n");
+    medallion(&env, &["run", "--date", D, "-q"]).ok();
+    let g = warehouse_gold(&format!("sqlite://{}/warehouse.db", env.lake));
+    let pr = &g["partner_revenue"];
+    assert_eq!(pr.len(), 2, "{pr:?}");
+    // Columns: order_date, partner_id, currency, orders, net_revenue, revenue_share.
+    let row = |p: &str| pr.iter().find(|r| r[1] == p).unwrap_or_else(|| panic!("no {p} in {pr:?}")).clone();
+    let (acme, beta) = (row("acme"), row("beta"));
+    assert_eq!((acme[4].as_str(), acme[5].parse::<f64>().ok()), ("0.00", Some(1.0)), "{acme:?}");
+    assert_eq!((beta[4].as_str(), beta[5].parse::<f64>().ok()), ("0.00", Some(0.0)), "{beta:?}");
+}
+
 /// The checks catch gold that disagrees with silver (here a tampered computed table).
 #[test]
 fn checks_detect_tampered_gold() {
