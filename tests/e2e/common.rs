@@ -289,7 +289,7 @@ fn normalise(t: &gold::models::GoldTable, row: Vec<Option<String>>) -> Vec<Strin
         .map(|(c, v)| match v {
             None => "NULL".to_string(),
             Some(v) => match c.ty {
-                GoldType::Money => format!("{:.2}", v.parse::<f64>().unwrap_or_else(|_| panic!("{}.{}: {v}", t.name, c.name))),
+                GoldType::Money => money_text(&v).unwrap_or_else(|| panic!("{}.{}: {v} is not an amount with at most 2 decimals", t.name, c.name)),
                 GoldType::Ratio => format!("{:.12e}", v.parse::<f64>().unwrap()),
                 GoldType::Bool => match v.as_str() {
                     "1" | "t" | "true" => "true".into(),
@@ -299,6 +299,16 @@ fn normalise(t: &gold::models::GoldTable, row: Vec<Option<String>>) -> Vec<Strin
             },
         })
         .collect()
+}
+
+/// An amount as text with exactly 2 decimals, without going through a float (which would
+/// lose cents above 2^53 cents): "18" and "18.0" (SQLite's REAL) and "18.00" (PostgreSQL's
+/// NUMERIC) all give "18.00". `None` for anything else (more decimals, an exponent).
+fn money_text(v: &str) -> Option<String> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    let digits = int.strip_prefix('-').unwrap_or(int);
+    let ok = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && frac.len() <= 2 && frac.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| format!("{int}.{frac:0<2}"))
 }
 
 /// A real HTTP endpoint for webhooks: answers `first` to the first request and 200 to the

@@ -393,6 +393,32 @@ fn revenue_under_half_a_cent_has_a_share_of_one() {
     assert_eq!((beta[4].as_str(), beta[5].parse::<f64>().ok()), ("0.00", Some(0.0)), "{beta:?}");
 }
 
+/// A valid amount beyond the 15 significant digits SQLite keeps (the contract allows 14 integer
+/// digits) is refused by the SQLite warehouse before anything is written, naming table, column
+/// and row, instead of losing cents; PostgreSQL's NUMERIC(18,2) stores it to the cent.
+#[test]
+fn money_sqlite_cannot_hold_exactly_is_refused_and_postgresql_keeps_it() {
+    let env = local();
+    let Some(pg) = postgres("bigmoney") else { return };
+    ingest(&env, "acme", "orders", D, "o.csv", b"order_id,customer_id,order_date,status\nO1,C1,2026-11-19T10:00:00Z,completed\n");
+    ingest(&env, "acme", "order_items", D, "i.csv", b"order_id,line_number,sku,quantity,unit_price\nO1,1,X-1,1,99999999999999.99\n");
+    medallion(&env, &["bronze", "--date", D, "-q"]).ok();
+    medallion(&env, &["silver", "--date", D, "-q"]).ok();
+    let sqlite = format!("sqlite://{}/warehouse.db", env.lake);
+    let r = medallion(&env, &["gold", "--date", D, "--warehouse", &sqlite]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("gold.daily_sales.gross_revenue, row 0: 99999999999999.99 has more than the 15 significant digits")
+            && r.stderr.contains("nothing was published"),
+        "{}",
+        r.stderr
+    );
+    assert!(warehouse_gold(&sqlite).values().all(|rows| rows.is_empty()), "nothing was published to SQLite");
+    medallion(&env, &["gold", "--date", D, "--warehouse", &pg.url, "-q"]).ok();
+    let g = warehouse_gold(&pg.url);
+    assert!(g["daily_sales"].iter().any(|r| r.contains(&"99999999999999.99".to_string())), "{:?}", g["daily_sales"]);
+}
+
 /// The checks catch gold that disagrees with silver (here a tampered computed table).
 #[test]
 fn checks_detect_tampered_gold() {

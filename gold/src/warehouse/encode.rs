@@ -5,6 +5,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Date32Type, Decimal128Type, Float64Type, Int64Type};
 
 use crate::models::{GoldTable, GoldType};
+use super::Dialect;
 
 /// A typed view of one column of a conformed gold batch.
 pub(crate) enum Col<'a> {
@@ -34,19 +35,28 @@ pub(crate) fn columns<'a>(t: &GoldTable, b: &'a RecordBatch) -> Vec<Col<'a>> {
 /// Largest magnitude, in cents, of a NUMERIC(18,2) value (16 integer digits).
 const MAX_MONEY_CENTS: u128 = 10u128.pow(18) - 1;
 
+/// Largest magnitude, in cents, that SQLite keeps to the cent: its NUMERIC affinity stores a
+/// decimal as a REAL and keeps only 15 significant digits (9,999,999,999,999.99).
+const MAX_SQLITE_MONEY_CENTS: u128 = 10u128.pow(15) - 1;
+
 /// Checks that every value of `batches` fits its warehouse column, before anything is written:
 /// no NUL in text (PostgreSQL text cannot hold U+0000: silver rejects such values, so one here
-/// is a bug, never to be stripped silently) and money within NUMERIC(18,2). The error is
-/// (column, 0-based row across the batches, message).
-pub(crate) fn check_loadable(t: &GoldTable, batches: &[RecordBatch]) -> Result<(), (String, usize, String)> {
+/// is a bug, never to be stripped silently) and money within NUMERIC(18,2), and in SQLite
+/// within the 15 significant digits it stores exactly (a larger value would lose cents
+/// silently). The error is (column, 0-based row across the batches, message).
+pub(crate) fn check_loadable(t: &GoldTable, batches: &[RecordBatch], dialect: Dialect) -> Result<(), (String, usize, String)> {
+    let (max_cents, limit) = match dialect {
+        Dialect::Postgres => (MAX_MONEY_CENTS, "does not fit NUMERIC(18,2)"),
+        Dialect::Sqlite => (MAX_SQLITE_MONEY_CENTS, "has more than the 15 significant digits SQLite stores exactly (use the PostgreSQL warehouse for such amounts)"),
+    };
     let mut base = 0;
     for b in batches {
         for (c, col) in t.columns.iter().zip(columns(t, b)) {
             let bad = match col {
                 Col::Text(a) => (0..a.len()).find(|&r| a.is_valid(r) && a.value(r).contains('\0')).map(|r| (r, "text contains NUL (U+0000)".to_string())),
                 Col::Money(a) => (0..a.len())
-                    .find(|&r| a.is_valid(r) && a.value(r).unsigned_abs() > MAX_MONEY_CENTS)
-                    .map(|r| (r, format!("{} does not fit NUMERIC(18,2)", money_string(a.value(r))))),
+                    .find(|&r| a.is_valid(r) && a.value(r).unsigned_abs() > max_cents)
+                    .map(|r| (r, format!("{} {limit}", money_string(a.value(r))))),
                 _ => None,
             };
             if let Some((r, message)) = bad {
@@ -242,13 +252,22 @@ mod tests {
             RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(names)), Arc::new(amounts)]).unwrap()
         };
         let ok = batch(vec![Some("a"), None], vec![Some(MAX_MONEY_CENTS as i128), Some(-(MAX_MONEY_CENTS as i128))]);
-        assert_eq!(check_loadable(&t, &[ok.clone()]), Ok(()));
+        let pg = Dialect::Postgres;
+        assert_eq!(check_loadable(&t, &[ok.clone()], pg), Ok(()));
         let nul = batch(vec![Some("ok"), Some("Lamp\0")], vec![Some(1), Some(1)]);
-        let (c, row, msg) = check_loadable(&t, &[ok.clone(), nul]).unwrap_err();
+        let (c, row, msg) = check_loadable(&t, &[ok.clone(), nul], pg).unwrap_err();
         assert_eq!((c.as_str(), row), ("name", 3));
         assert!(msg.contains("NUL"), "{msg}");
         let big = batch(vec![Some("a")], vec![Some(MAX_MONEY_CENTS as i128 + 1)]);
-        assert_eq!(check_loadable(&t, &[big]).unwrap_err().0, "amount");
+        assert_eq!(check_loadable(&t, &[big], pg).unwrap_err().0, "amount");
+        // SQLite keeps 15 significant digits: 9,999,999,999,999.99 loads, one cent more does not.
+        let sqlite = Dialect::Sqlite;
+        let edge = batch(vec![Some("a"), Some("b")], vec![Some(999_999_999_999_999), Some(-999_999_999_999_999)]);
+        assert_eq!(check_loadable(&t, &[edge], sqlite), Ok(()));
+        let over = batch(vec![Some("a")], vec![Some(1_000_000_000_000_000)]);
+        let (c, row, msg) = check_loadable(&t, &[over], sqlite).unwrap_err();
+        assert_eq!((c.as_str(), row), ("amount", 0));
+        assert!(msg.contains("10000000000000.00") && msg.contains("15 significant digits"), "{msg}");
     }
 
     #[test]

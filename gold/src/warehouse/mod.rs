@@ -366,7 +366,7 @@ impl Warehouse {
         let d = self.dialect();
         let format = self.copy_format;
         for o in outputs {
-            encode::check_loadable(o.table, &o.batches).map_err(|(column, row, message)| WarehouseError::Unloadable {
+            encode::check_loadable(o.table, &o.batches, d).map_err(|(column, row, message)| WarehouseError::Unloadable {
                 url: self.display.clone(),
                 table: o.table.name.clone(),
                 column,
