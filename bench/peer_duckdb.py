@@ -40,6 +40,7 @@ import argparse
 import codecs
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -50,6 +51,7 @@ DUCKDB_VERSION = "2.0.1"
 
 import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.csv as pacsv  # noqa: E402
 
 if duckdb.__version__ != DUCKDB_VERSION:
     raise SystemExit(f"peer_duckdb.py is pinned to duckdb {DUCKDB_VERSION}, found {duckdb.__version__}")
@@ -92,10 +94,13 @@ SQL_TYPES = {"string": "VARCHAR", "title": "VARCHAR", "sku": "VARCHAR", "upper":
 
 # Unicode White_Space (what the contract's "trim" and "whitespace" mean); RE2's \s is ASCII only.
 WS = r"[\t\n\x{0B}\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]"
+WS_NOT_SPACE = r"[\t\n\x{0B}\f\r\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]"
 
 MACROS = f"""
-CREATE OR REPLACE TEMP MACRO trimv(s) AS nullif(regexp_replace(s, '^{WS}+|{WS}+$', '', 'g'), '');
-CREATE OR REPLACE TEMP MACRO collapse(s) AS nullif(regexp_replace(regexp_replace(s, '^{WS}+|{WS}+$', '', 'g'), '{WS}+', ' ', 'g'), '');
+-- (DuckDB's trim(s, characters) is slow: only values with white space at an end are rewritten)
+CREATE OR REPLACE TEMP MACRO trimv(s) AS nullif(CASE WHEN regexp_matches(s, '^{WS}|{WS}$') THEN regexp_replace(s, '^{WS}+|{WS}+$', '', 'g') ELSE s END, '');
+CREATE OR REPLACE TEMP MACRO collapse1(t) AS CASE WHEN regexp_matches(t, '{WS_NOT_SPACE}|  ') THEN regexp_replace(t, '{WS}+', ' ', 'g') ELSE t END;
+CREATE OR REPLACE TEMP MACRO collapse(s) AS collapse1(trimv(s));
 -- money and decimals: sign, currency symbol, plain or 3-grouped digits, 1-4 decimals; 14
 -- integer digits at most (DECIMAL(18,4) overflow makes the cast NULL)
 CREATE OR REPLACE TEMP MACRO to_money(s) AS CASE WHEN regexp_full_match(s, '[+-]?[$€£]?([0-9]+|[0-9]{{1,3}}(,[0-9]{{3}})+)(\\.[0-9]{{1,4}})?')
@@ -129,48 +134,46 @@ CREATE OR REPLACE TEMP MACRO title(s) AS array_to_string(list_transform(string_s
 """
 
 
-def typed(kind, r):
-    """(value expression, invalid condition) for a column of `kind` whose trimmed raw text is `r`."""
-    if kind == "string":
-        return r, "false"
-    if kind in ("sku",):
-        return f"upper({r})", f"length({r}) > 64"
-    if kind == "upper":
-        return f"upper({r})", "false"
-    if kind == "lower":
-        return f"lower({r})", "false"
-    if kind == "title":
-        return f"title({r})", "false"
+def typed(kind, t, v):
+    """For a column of `kind` whose trimmed text is `t` and parsed value `v` (see `parse`):
+    (final value expression, invalid condition)."""
+    if kind in ("string", "upper", "lower", "title"):
+        return v, "false"
+    if kind == "sku":
+        return v, f"length({t}) > 64"
     if kind == "email":  # warn rule: an invalid e-mail is nulled, never rejects
-        v = f"lower({r})"
         return f"CASE WHEN regexp_full_match({v}, '[^@\\s]+@[^@\\s]+\\.[^@\\s]+') THEN {v} END", "false"
     if kind == "country":  # warn rule
-        v = f"upper({r})"
         return f"CASE WHEN regexp_full_match({v}, '[A-Z]{{2}}') THEN {v} END", "false"
     if kind == "currency":
-        return (f"coalesce(upper({r}), 'USD')",
-                f"{r} IS NOT NULL AND NOT regexp_full_match({r}, '[A-Za-z]{{3}}')")
+        return f"coalesce({v}, 'USD')", f"{t} IS NOT NULL AND {v} IS NULL"
     if kind == "status":
-        v = f"lower({r})"
-        return (f"CASE {v} WHEN 'canceled' THEN 'cancelled' ELSE {v} END",
-                f"{r} IS NOT NULL AND {v} NOT IN ('pending','completed','cancelled','canceled','returned')")
-    if kind == "money":
-        return f"to_money({r})", f"{r} IS NOT NULL AND to_money({r}) IS NULL"
-    if kind == "money_nonneg":
-        return f"to_money({r})", f"{r} IS NOT NULL AND coalesce(to_money({r}) < 0, true)"
-    if kind == "fraction":
-        return f"coalesce(to_money({r}), 0)", f"{r} IS NOT NULL AND coalesce(to_money({r}) NOT BETWEEN 0 AND 1, true)"
-    if kind == "int_nonneg":
-        return f"to_int({r})", f"{r} IS NOT NULL AND coalesce(to_int({r}) < 0, true)"
+        return v, f"{t} IS NOT NULL AND {v} IS NULL"
+    if kind in ("money", "date", "timestamp"):
+        return v, f"{t} IS NOT NULL AND {v} IS NULL"
+    if kind == "money_nonneg" or kind == "int_nonneg":
+        return v, f"{t} IS NOT NULL AND coalesce({v} < 0, true)"
     if kind == "int_pos":
-        return f"to_int({r})", f"{r} IS NOT NULL AND coalesce(to_int({r}) < 1, true)"
-    if kind == "bool":
-        return f"coalesce(to_bool({r}), false)", f"{r} IS NOT NULL AND to_bool({r}) IS NULL"
-    if kind == "date":
-        return f"ts({r})::DATE", f"{r} IS NOT NULL AND ts({r}) IS NULL"
-    if kind == "timestamp":
-        return f"ts({r})", f"{r} IS NOT NULL AND ts({r}) IS NULL"
+        return v, f"{t} IS NOT NULL AND coalesce({v} < 1, true)"
+    if kind == "fraction":  # default 0
+        return f"coalesce({v}, 0)", f"{t} IS NOT NULL AND coalesce({v} NOT BETWEEN 0 AND 1, true)"
+    if kind == "bool":  # default false
+        return f"coalesce({v}, false)", f"{t} IS NOT NULL AND {v} IS NULL"
     raise ValueError(kind)
+
+
+def parse(kind, t):
+    """The parsed value of trimmed text `t` (NULL when absent or not of the kind's grammar)."""
+    return {
+        "string": t, "sku": f"upper({t})", "upper": f"upper({t})", "lower": f"lower({t})", "title": f"title({t})",
+        "email": f"lower({t})", "country": f"upper({t})",
+        "currency": f"CASE WHEN regexp_full_match({t}, '[A-Za-z]{{3}}') THEN upper({t}) END",
+        "status": f"CASE lower({t}) WHEN 'canceled' THEN 'cancelled' WHEN 'cancelled' THEN 'cancelled' "
+                  f"WHEN 'pending' THEN 'pending' WHEN 'completed' THEN 'completed' WHEN 'returned' THEN 'returned' END",
+        "money": f"to_money({t})", "money_nonneg": f"to_money({t})", "fraction": f"to_money({t})",
+        "int_pos": f"to_int({t})", "int_nonneg": f"to_int({t})", "bool": f"to_bool({t})",
+        "date": f"ts({t})::DATE", "timestamp": f"ts({t})",
+    }[kind]
 
 
 SCHEMA = """
@@ -209,23 +212,24 @@ class Quarantined(Exception):
 
 def stage_file(con, path, partner, dataset, feed, feed_ord):
     """Parses one feed into stage.<dataset>; returns rows read. Raises Quarantined for a
-    file-level defect (nothing of the file is kept then: the caller rolls its rows back)."""
+    file-level defect (the caller then deletes whatever of the file was staged)."""
     _, cols = DATASETS[dataset]
     names = [c for c, _, _ in cols]
     with open(path, "rb") as f:
         data = f.read()
     try:
-        text = codecs.decode(data, "utf-8-sig", errors="strict")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise Quarantined("invalid_utf8", f"byte {e.start}: {e.reason}") from e
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        header = next(reader, None)
+        header = next((r for r in csv.reader(io.StringIO(text[:1 << 16], newline="")) if r), None)
     except csv.Error as e:
-        raise Quarantined("invalid_csv", str(e)) from e
+        raise Quarantined("invalid_csv", f"header: {e}") from e
+    del text
     if not header:
         raise Quarantined("missing_header", "the file has no header row")
     header = [h.strip().lower() for h in header]
+    header[0] = header[0].lstrip("\ufeff").strip()
     seen = set()
     for h in header:
         if h in seen:
@@ -234,72 +238,107 @@ def stage_file(con, path, partner, dataset, feed, feed_ord):
     for c, _, req in cols:
         if req and c not in seen:
             raise Quarantined("missing_column", c)
-    idx = [header.index(c) if c in seen else None for c in names]
+    # Data rows through Arrow's CSV reader (C++), every field as text. A row with the wrong
+    # field count comes to the handler (number: the record's 1-based number, header = 1,
+    # empty lines not counted); an unterminated quote swallows the rest of the file into one
+    # such row, recognisable by its odd number of quote characters.
     width = len(header)
-    rows, malformed = [], []
-    row_no, total = 0, 0
+    generic = [f"c{i}" for i in range(width)]
+    malformed = []
 
-    def flush():
-        n = len(rows) + len(malformed)
-        if n == 0:
-            return
-        arrays = {"row_no": [r[0] for r in rows] + [m[0] for m in malformed],
-                  "raw": [None] * len(rows) + [m[1] for m in malformed]}
-        for c, i in zip(names, idx):
-            arrays[c] = ([r[1][i] for r in rows] if i is not None else [None] * len(rows)) + [None] * len(malformed)
-        batch = pa.table({"row_no": pa.array(arrays["row_no"], pa.int64()),
-                          "malformed": pa.array([False] * len(rows) + [True] * len(malformed)),
-                          "raw": pa.array(arrays["raw"], pa.string()),
-                          **{c: pa.array(arrays[c], pa.string()) for c in names}})
-        con.register("batch", batch)
-        con.execute(f"INSERT INTO stage.{dataset} SELECT ? AS partner_id, ? AS feed, ? AS feed_ord, row_no, malformed, raw, "
-                    f"{', '.join(names)} FROM batch", [partner, feed, feed_ord])
+    def bad_row(row):
+        malformed.append((row.number - 1, row.text))
+        return "skip"
+
+    reader = pacsv.open_csv(
+        pa.BufferReader(data),
+        read_options=pacsv.ReadOptions(use_threads=False, skip_rows=1, column_names=generic, block_size=8 << 20),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=bad_row),
+        convert_options=pacsv.ConvertOptions(column_types={g: pa.string() for g in generic}, strings_can_be_null=False,
+                                             quoted_strings_can_be_null=False, include_columns=[
+                                                 generic[header.index(c)] for c in names if c in seen]))
+    valid = 0
+    numbers = RowNumbers()
+    sql = (f"INSERT INTO stage.{dataset} SELECT ? AS partner_id, ? AS feed, ? AS feed_ord, row_no, malformed, raw, "
+           f"{', '.join(names)} FROM batch")
+
+    def insert(table):
+        con.register("batch", table)
+        con.execute(sql, [partner, feed, feed_ord])
         con.unregister("batch")
-        rows.clear()
-        malformed.clear()
 
-    try:
-        for rec in reader:
-            if not rec:
-                continue  # an empty line: skipped, not counted
-            row_no += 1
-            total += 1
-            if len(rec) != width:
-                malformed.append((row_no, ",".join(rec)))
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowInvalid as e:
+            raise Quarantined("invalid_csv", str(e)) from e
+        n = batch.num_rows
+        cols_out = {"row_no": numbers.take([m for m, _ in malformed], n), "malformed": pa.array([False] * n),
+                    "raw": pa.nulls(n, pa.string())}
+        for c in names:
+            cols_out[c] = batch.column(generic[header.index(c)]) if c in seen else pa.nulls(n, pa.string())
+        insert(pa.table(cols_out))
+        valid += n
+    if any(t.count('"') % 2 for _, t in malformed):
+        raise Quarantined("invalid_csv", "unterminated quoted field")
+    if malformed:
+        m = len(malformed)
+        insert(pa.table({"row_no": pa.array([r for r, _ in malformed], pa.int64()), "malformed": pa.array([True] * m),
+                         "raw": pa.array([t for _, t in malformed], pa.string()),
+                         **{c: pa.nulls(m, pa.string()) for c in names}}))
+    return valid + len(malformed)
+
+
+class RowNumbers:
+    """Data-row numbers (1-based, empty lines not counted) of the valid rows, batch by batch:
+    the numbers that are not those of malformed rows, in order."""
+
+    def __init__(self):
+        self.num, self.bi = 0, 0
+
+    def take(self, bad, n):
+        """The next n valid rows' numbers; `bad`: malformed rows' numbers so far (ascending)."""
+        parts = []
+        while n > 0:
+            nb = bad[self.bi] if self.bi < len(bad) else None
+            if nb is None or nb > self.num + n:
+                parts.append(range(self.num + 1, self.num + n + 1))
+                self.num += n
+                n = 0
             else:
-                rows.append((row_no, rec))
-            if len(rows) >= BATCH_ROWS:
-                flush()
-    except csv.Error as e:
-        raise Quarantined("invalid_csv", f"row {row_no + 1}: {e}") from e
-    flush()
-    return total
+                parts.append(range(self.num + 1, nb))
+                n -= nb - self.num - 1
+                self.num = nb
+                self.bi += 1
+        return pa.array(parts[0] if len(parts) == 1 else list(itertools.chain(*parts)), pa.int64())
 
 
 def clean_sql(dataset):
     """SELECT over stage.<dataset>: typed values and one reason (NULL when valid)."""
     _, cols = DATASETS[dataset]
-    inner = []
-    outer_vals = []
+    trims, parses, outs = [], [], []
     reasons = ["WHEN malformed THEN 'malformed_row'"]
     for c, kind, req in cols:
         string_kind = kind in ("string", "title", "sku", "upper", "lower", "email")
-        raw = f"collapse({c})" if string_kind else f"trimv({c})"
-        inner.append(f"{raw} AS r_{c}")
-        inner.append(f"coalesce(contains({c}, chr(0)), false) AS nul_{c}")
-        val, invalid = typed(kind, f"r_{c}")
-        outer_vals.append(f"CASE WHEN NOT malformed THEN {val} END AS {c}")
+        trims.append(f"{'collapse' if string_kind else 'trimv'}({c}) AS t_{c}, contains({c}, chr(0)) AS nul_{c}")
+        parses.append(f"{parse(kind, 't_' + c)} AS v_{c}")
+        val, invalid = typed(kind, f"t_{c}", f"v_{c}")
+        outs.append(f"CASE WHEN NOT malformed THEN {val} END AS o_{c}")
         reasons.append(f"WHEN nul_{c} THEN 'invalid_{c}'")
         if req:
-            reasons.append(f"WHEN r_{c} IS NULL THEN 'missing_{c}'")
+            reasons.append(f"WHEN t_{c} IS NULL THEN 'missing_{c}'")
         if invalid != "false":
             reasons.append(f"WHEN {invalid} THEN 'invalid_{c}'")
         if dataset == "campaigns" and c == "end_date":
-            reasons.append("WHEN r_end_date IS NOT NULL AND ts(r_end_date)::DATE < ts(r_start_date)::DATE THEN 'invalid_range'")
-    raw_json = "json_object(" + ", ".join(f"'{c}', {c}" for c, _, _ in cols) + ")"
-    return (f"SELECT partner_id, feed, feed_ord, row_no, coalesce(raw, {raw_json}::VARCHAR) AS raw, "
-            f"CASE {' '.join(reasons)} END AS reason, {', '.join(outer_vals)} "
-            f"FROM (SELECT *, {', '.join(inner)} FROM stage.{dataset})")
+            reasons.append("WHEN v_end_date < v_start_date THEN 'invalid_range'")
+    raw_json = "json_object(" + ", ".join(f"'{c}', {c}" for c, _, _ in cols) + ")::VARCHAR"
+    return (f"SELECT partner_id, feed, feed_ord, row_no, "
+            f"CASE WHEN malformed THEN raw WHEN reason IS NOT NULL THEN {raw_json} END AS raw, reason, {', '.join(f'o_{c} AS {c}' for c, _, _ in cols)} "
+            f"FROM (SELECT *, CASE {' '.join(reasons)} END AS reason, {', '.join(outs)} "
+            f"FROM (SELECT *, {', '.join(parses)} "
+            f"FROM (SELECT *, {', '.join(trims)} FROM stage.{dataset})))")
 
 
 def run_date(con, landing, date):
