@@ -37,6 +37,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -46,7 +47,7 @@ from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from benchlib import timed  # noqa: E402
+from benchlib import timed, timed_err  # noqa: E402
 
 TABLES = ["daily_sales", "category_kpis", "order_kpis", "partner_revenue", "product_changes",
           "dim_products", "customer_orders", "inventory_status", "campaign_performance"]
@@ -207,12 +208,23 @@ def psql(url, *args):
                           capture_output=True, text=True).stdout
 
 
-def medallion_stages(out):
-    """Stage seconds from `medallion run --json` (stage name -> seconds)."""
+STAGE_LINE = re.compile(r"(\d{4}-\d{2}-\d{2}) (bronze|silver|gold)\s+(\w+) in ([0-9.]+)s")
+
+
+def medallion_stages(out, err):
+    """medallion run's report (`--json` on stdout) and its stage seconds, from the progress
+    lines on stderr (`D bronze completed in 1.2s: ...`) and, for gold, compute and publish
+    seconds from the report."""
     rep = json.loads(out)
     stages = {}
+    for m in STAGE_LINE.finditer(err):
+        stages[m.group(2)] = float(m.group(4))
     for s in rep.get("stages", []):
-        stages[s.get("stage")] = s.get("seconds") or s.get("summary", {}).get("seconds") or 0.0
+        if s.get("stage") == "gold" and isinstance(s.get("summary"), dict):
+            g = s["summary"]
+            for k in ("compute_seconds", "publish_seconds"):
+                if k in g:
+                    stages["gold_" + k[:-8]] = float(g[k])
     return rep, stages
 
 
@@ -268,17 +280,17 @@ def bench_size(args, size, params, grain):
     for d in dates:
         runs = {
             "peer": [args.python, os.path.join(HERE, "peer_duckdb.py"), "--landing", landing, "--db", peer_db, "--date", d, "--json"],
-            "medallion_sqlite": [args.bin, "run", "--date", d, "--json", "-q"],
-            "medallion_postgres": [args.bin, "run", "--date", d, "--json", "-q"],
+            "medallion_sqlite": [args.bin, "run", "--date", d, "--json"],
+            "medallion_postgres": [args.bin, "run", "--date", d, "--json"],
         }
         for s in systems:
-            wall, rss, out = timed(runs[s], envs.get(s))
+            wall, rss, out, err = timed_err(runs[s], envs.get(s))
             if s == "peer":
                 rep = json.loads(out.strip().splitlines()[-1])
                 stages = {k[:-8]: rep[k] for k in ("bronze_seconds", "silver_seconds", "gold_seconds")}
             else:
-                rep, stages = medallion_stages(out)
-                if rep.get("status") not in (None, "succeeded", "success", "ok"):
+                rep, stages = medallion_stages(out, err)
+                if rep.get("status") != "completed":
                     problems.append(f"{s} {d}: run status {rep.get('status')}: {rep.get('error')}")
             r = systems[s]
             r["wall_seconds"] += wall
