@@ -17,20 +17,3 @@ def timed(cmd, env=None):
         if "Maximum resident set size" in line:
             rss_kb = int(line.split(":")[1])
     return elapsed, rss_kb / 1024.0, proc.stdout
-
-
-def timed_err(cmd, env=None):
-    """Like `timed`, and also returns the command's own stderr (without /usr/bin/time's
-    report): (seconds, peak RSS in MB, stdout, stderr)."""
-    start = time.monotonic()
-    proc = subprocess.run(["/usr/bin/time", "-v"] + cmd, env=env, capture_output=True, text=True)
-    elapsed = time.monotonic() - start
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(cmd)}")
-    own, _, report = proc.stderr.rpartition("\tCommand being timed:")
-    rss_kb = 0
-    for line in report.splitlines():
-        if "Maximum resident set size" in line:
-            rss_kb = int(line.split(":")[1])
-    return elapsed, rss_kb / 1024.0, proc.stdout, own

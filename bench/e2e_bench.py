@@ -21,9 +21,10 @@ Sizes (orders per partner per day x partners x days; products per partner):
   sf1     125 000 x 4 x 6,  catalogue 250 000 each  (~6 M order items, 1 M SKUs: TPC-H SF1 scale)
 
 Usage: bench/e2e_bench.py [--sizes small,medium] [--bin PATH] [--work DIR] [--no-postgres]
-       [--every-date] [--json]
-       bench/e2e_bench.py --check [--bin PATH]   (small size, every date compared; exit 1 on
-                                                  any gold disagreement; for CI)
+       [--every-date] [--defect-rate 0.02] [--days N] [--json]
+       bench/e2e_bench.py --check [--bin PATH] [--postgres]
+           (CI: small size, SQLite warehouse only unless --postgres, gold compared after
+            every date; exit 1 on any gold disagreement)
 
 Needs: a medallion binary (--bin, default $CARGO_TARGET_DIR/release/medallion), the project
 venv's Python with duckdb and pyarrow (--python, default $MEDALLION_VENV/bin/python), psql and
@@ -37,7 +38,6 @@ import io
 import json
 import math
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -47,7 +47,7 @@ from decimal import Decimal
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from benchlib import timed, timed_err  # noqa: E402
+from benchlib import timed  # noqa: E402
 
 TABLES = ["daily_sales", "category_kpis", "order_kpis", "partner_revenue", "product_changes",
           "dim_products", "customer_orders", "inventory_status", "campaign_performance"]
@@ -208,17 +208,15 @@ def psql(url, *args):
                           capture_output=True, text=True).stdout
 
 
-STAGE_LINE = re.compile(r"(\d{4}-\d{2}-\d{2}) (bronze|silver|gold)\s+(\w+) in ([0-9.]+)s")
-
-
-def medallion_stages(out, err):
-    """medallion run's report (`--json` on stdout) and its stage seconds, from the progress
-    lines on stderr (`D bronze completed in 1.2s: ...`) and, for gold, compute and publish
-    seconds from the report."""
+def medallion_stages(out, ledger):
+    """medallion run's report (`--json` on stdout) and its stage seconds: each stage job's
+    started_at..finished_at from the run ledger (`ledger(run_id)` gives (stage, started,
+    finished) rows), plus gold's compute and publish seconds from the report."""
     rep = json.loads(out)
     stages = {}
-    for m in STAGE_LINE.finditer(err):
-        stages[m.group(2)] = float(m.group(4))
+    for stage, started, finished in ledger(rep["run_id"]):
+        t0, t1 = (datetime.datetime.fromisoformat(x.replace("Z", "+00:00")) for x in (started, finished))
+        stages[stage] = (t1 - t0).total_seconds()
     for s in rep.get("stages", []):
         if s.get("stage") == "gold" and isinstance(s.get("summary"), dict):
             g = s["summary"]
@@ -228,17 +226,38 @@ def medallion_stages(out, err):
     return rep, stages
 
 
+def sqlite_ledger(path):
+    def jobs(run_id):
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        rows = con.execute("SELECT stage, started_at, finished_at FROM medallion_jobs WHERE run_id = ? "
+                           "AND finished_at IS NOT NULL", (run_id,)).fetchall()
+        con.close()
+        return rows
+    return jobs
+
+
+def postgres_ledger(url):
+    def jobs(run_id):
+        out = psql(url, "-At", "-F", "\t", "-c",
+                   "SELECT stage, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+                   "to_char(finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+                   f"FROM medallion.jobs WHERE run_id = '{run_id}' AND finished_at IS NOT NULL")
+        return [tuple(line.split("\t")) for line in out.splitlines() if line]
+    return jobs
+
+
 def bench_size(args, size, params, grain):
     work = os.path.join(args.work, size)
     os.makedirs(work, exist_ok=True)
     landing = os.path.join(work, "landing")
     dates = [(datetime.date.fromisoformat(START) + datetime.timedelta(days=i)).isoformat() for i in range(params["days"])]
-    stamp = os.path.join(landing, ".generated.json")
+    stamp = os.path.join(work, "generated.json")
     gen = dict(params, seed=SEED, start=START)
     if not (os.path.exists(stamp) and json.load(open(stamp)) == gen):
         shutil.rmtree(landing, ignore_errors=True)
         secs, _, _ = timed([args.bin, "generate", "--partners", str(params["partners"]), "--days", str(params["days"]),
                             "--rows", str(params["rows"]), "--products", str(params["products"]), "--seed", str(SEED),
+                            "--defect-rate", str(params["defect_rate"]),
                             "--start-date", START, "--out", landing, "-q"])
         json.dump(gen, open(stamp, "w"))
         log(args, f"[{size}] generated {landing} in {secs:.1f} s")
@@ -273,6 +292,8 @@ def bench_size(args, size, params, grain):
         pg_url = f"{base}/{db}"
         envs["medallion_postgres"]["MEDALLION_WAREHOUSE"] = pg_url
 
+    ledgers = {"medallion_sqlite": sqlite_ledger(os.path.join(lakes["medallion_sqlite"], "warehouse.db")),
+               "medallion_postgres": postgres_ledger(pg_url) if pg_url else None}
     problems = []
     for s in systems:
         systems[s] = {"wall_seconds": 0.0, "peak_rss_mb": 0.0, "stages": {}, "dates": []}
@@ -280,16 +301,16 @@ def bench_size(args, size, params, grain):
     for d in dates:
         runs = {
             "peer": [args.python, os.path.join(HERE, "peer_duckdb.py"), "--landing", landing, "--db", peer_db, "--date", d, "--json"],
-            "medallion_sqlite": [args.bin, "run", "--date", d, "--json"],
-            "medallion_postgres": [args.bin, "run", "--date", d, "--json"],
+            "medallion_sqlite": [args.bin, "run", "--date", d, "--json", "-q"],
+            "medallion_postgres": [args.bin, "run", "--date", d, "--json", "-q"],
         }
         for s in systems:
-            wall, rss, out, err = timed_err(runs[s], envs.get(s))
+            wall, rss, out = timed(runs[s], envs.get(s))
             if s == "peer":
                 rep = json.loads(out.strip().splitlines()[-1])
                 stages = {k[:-8]: rep[k] for k in ("bronze_seconds", "silver_seconds", "gold_seconds")}
             else:
-                rep, stages = medallion_stages(out, err)
+                rep, stages = medallion_stages(out, ledgers[s])
                 if rep.get("status") != "completed":
                     problems.append(f"{s} {d}: run status {rep.get('status')}: {rep.get('error')}")
             r = systems[s]
@@ -336,13 +357,19 @@ def main():
     ap.add_argument("--bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "medallion"))
     ap.add_argument("--python", default=os.path.join(os.environ.get("MEDALLION_VENV", os.path.expanduser("~/.cache/medallion/venv")), "bin", "python"))
     ap.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "medallion-e2e-bench"))
+    ap.add_argument("--postgres", dest="postgres", action="store_true", default=None,
+                    help="also run medallion with a PostgreSQL warehouse (the default, except with --check)")
     ap.add_argument("--no-postgres", dest="postgres", action="store_false")
+    ap.add_argument("--defect-rate", type=float, default=0.02, help="medallion generate --defect-rate (default 0.02, its own default)")
+    ap.add_argument("--days", type=int, help="override the size's number of days")
     ap.add_argument("--database-url", default=os.environ.get("MEDALLION_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/medallion_test"))
     ap.add_argument("--every-date", action="store_true", help="compare gold after every date, not only the last")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.check:
         args.sizes, args.every_date = "small", True
+    if args.postgres is None:
+        args.postgres = not args.check
     sizes = args.sizes.split(",")
     for s in sizes:
         if s not in SIZES:
@@ -352,7 +379,8 @@ def main():
     args.bin = os.path.abspath(args.bin)
     args.work = os.path.abspath(args.work)
     grain = grains()
-    results = [bench_size(args, s, SIZES[s], grain) for s in sizes]
+    results = [bench_size(args, s, dict(SIZES[s], **({"days": args.days} if args.days else {}), defect_rate=args.defect_rate), grain)
+               for s in sizes]
     if args.json:
         print(json.dumps({"binary": args.bin, "cores": os.cpu_count(), "sizes": results}, indent=2))
     else:
