@@ -16,6 +16,9 @@ ratios as doubles within 1e-9 relative. A disagreement is printed with its grain
 values, and makes the exit status 1.
 
 Sizes (orders per partner per day x partners x days; products per partner):
+  hostile hand-written feeds (write_hostile): the contract's edge cases over 3 dates and a
+          re-run of the second (value grammars, dedup, late orders, status changes, a category
+          change, inventory replacement, every file-level defect)
   small   500 x 3 x 3,      catalogue 250 each      (every defect class; the --check size)
   medium  25 000 x 4 x 6,   catalogue 25 000 each   (~1.2 M order items)
   sf1     125 000 x 4 x 6,  catalogue 250 000 each  (~6 M order items, 1 M SKUs: TPC-H SF1 scale)
@@ -23,8 +26,8 @@ Sizes (orders per partner per day x partners x days; products per partner):
 Usage: bench/e2e_bench.py [--sizes small,medium] [--bin PATH] [--work DIR] [--no-postgres]
        [--every-date] [--defect-rate 0.02] [--days N] [--json]
        bench/e2e_bench.py --check [--bin PATH] [--postgres]
-           (CI: small size, SQLite warehouse only unless --postgres, gold compared after
-            every date; exit 1 on any gold disagreement)
+           (CI: the hostile set and 2 days of the small size, SQLite warehouse only unless
+            --postgres, gold compared after every date; exit 1 on any gold disagreement)
 
 Needs: a medallion binary (--bin, default $CARGO_TARGET_DIR/release/medallion), the project
 venv's Python with duckdb and pyarrow (--python, default $MEDALLION_VENV/bin/python), psql and
@@ -55,6 +58,8 @@ SIZES = {
     "small": dict(partners=3, days=3, rows=500, products=250),
     "medium": dict(partners=4, days=6, rows=25_000, products=25_000),
     "sf1": dict(partners=4, days=6, rows=125_000, products=250_000),
+    # hand-written (write_hostile): the contract's edge cases, 3 dates and a re-run
+    "hostile": dict(partners=2, days=3, rows=0, products=0),
 }
 START = "2026-11-18"
 SEED = 42
@@ -201,6 +206,88 @@ def compare(name_a, gold_a, name_b, gold_b, kinds, grain, limit=5):
     return problems
 
 
+# ---- a hand-written hostile landing zone: the contract's edge cases, over three dates ------
+
+HOSTILE_DATES = ["2026-11-18", "2026-11-19", "2026-11-20"]
+HOSTILE_RERUN = "2026-11-19"  # re-run after the last date: gold must not change
+
+
+def write_hostile(landing):
+    """Feeds exercising the value rules, dedup, upserts, late orders, status changes, category
+    changes, inventory replacement and every file-level defect (see CONTRACT.md)."""
+    def put(partner, dataset, date, name, data):
+        d = os.path.join(landing, partner, dataset, date)
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+
+    d1, d2, d3 = HOSTILE_DATES
+    long_sku = "L" * 65
+    put("acme", "products", d1, "p1.csv", "\ufeff SKU ,Name,category,brand,PRICE,currency,quantity,updated_at,note\r\n" + "\r\n".join([
+        'a-1,"  Lamp \t  Big ",home   & garden,Brand,"$1,234.50",eur,5,2026-11-18T10:00:00Z,x',
+        "A-2,Mug,TOYS,,+£12.3456,GBP,0,2026-11-18 10:00:00,",
+        "a-3,X,books,,12.34567,,1,,", "a-4,X,books,,\"1,23\",,1,,", "a-5,X,books,,.5,,1,,", "a-6,X,books,,5.,,1,,",
+        "a-7,X,books,,123456789012345,,1,,", "a-8,Big,books,,12345678901234.5678,,1,,",
+        "a-9,X,books,,1,,3.0,,", "a-10,N\x00ul,books,,1,,1,,", "a-11,X,books,,1,US,1,,", "a-12,Zero,books,,-0.00,,1,,",
+        "a-13,X,books,,1,,1,2026-11-15T10:00:00,", "a-14,X,books,,1,,1,2026-11-15 10:00:00Z,",
+        "a-15,Frac,books,,1,,1,2026-11-15t10:00:00.123456789z,", "   ", "",
+        f"{long_sku},X,books,,1,,1,,", "a-17,é grand,élan   vital,,2,,1,,", "a-18,Q,o'neil mc-donald,,3,,1,,",
+        "a-19,X,books,,$-5,,1,,", "a-20,X,books,,-$5,,1,,", "a-21,X,books,,1,,1,,,",
+        "a-22,Tab\tName,  ,,1,,1,,", "a-23,Space,\u00a0pet\u3000care\u00a0,,1,,1,,",
+        "A-1,Lamp Big,Home & Garden,Brand,1234.5,EUR,7,,"]) + "\r\n")
+    put("acme", "products", d1, "p2.csv", "sku,name,category,price,currency\nA-2,Mug,toys,12.99,gbp\n")
+    put("acme", "customers", d1, "c.csv", "\n".join([
+        "customer_id,email,first_name,last_name,country,signup_date",
+        'C1, Ana.Smith@Example.COM ,ana,"  van   der  berg ", us ,2026-11-01T23:30:00-05:00',
+        "C2,bad@x,,,USA,", "C3,x @y.com,Bo,,u1,2026-11-01", "C4,c4@example.com,Cy,,DE,2026-02-30",
+        "   ,c5@example.com,,,,"]) + "\n")
+    put("acme", "customers", d1, "dup.csv", "customer_id,email,EMAIL\nC7,a@b.co,a@b.co\n")
+    put("acme", "orders", d1, "o.csv", "\n".join([
+        "order_id,customer_id,order_date,status,currency,campaign_id,total_amount",
+        "O1,C1,2026-11-18T23:30:00-02:00,COMPLETED, eur ,CMP-1,1.00",
+        "O2,C9,2026-11-18 23:59:59,Pending,,,", "O3,C1,2026-11-17T10:00:00Z,returned,,CMP-1,",
+        "O4,C2,2026-11-18,completed,,CMP-2,", "O5,C2,2026-11-18T10:00:00+00:00,CANCELED,,CMP-1,",
+        "O6,C3,2026-11-18T10:00:60Z,completed,,,", "O7,C3,2026-11-18T10:00:00.5+14:00,completed,usd,,",
+        "O8,C1,2026-11-18,completed,,CMP-404,", "O9,C1,2026-11-18,shipped,,,", "O10,C1,2026-11-18,completed,,,1.2.3",
+        "O11,C1,2026-11-18T25:00:00Z,completed,,,", "O12,C4,2026-11-18T10:00:00+02:00,Completed,GBP,CMP-3,"]) + "\n")
+    put("acme", "orders", d1, "z_missing.csv", "order_id,customer_id,order_date,currency\nO50,C1,2026-11-18,USD\n")
+    put("acme", "order_items", d1, "i.csv", "\n".join([
+        "order_id,line_number,sku,quantity,unit_price,discount,returned",
+        "O1,1,a-1,2,$10.005,0.25,yes", 'O1,2,A-2,1,"$1,000.0001",,', "O1,3,unknown,1,3,1,no", "O1,4,a-1,1,1,1.5,",
+        "O2,1,a-1,1,5,,", "O3,1,a-2,3,2.5,0.1,false", "O7,1,a-1,1,0.0051,,", "O8,02,a-8,+2,12345678901234.5678,0.0001,",
+        "O99,1,a-1,1,1,,", "O1,1,a-1,2,$10.005,0.25,Y", "O12,1,a-3,3.0,1,,", "O12,2,a-17,1,1,,maybe",
+        "O12,3,a-17,4,19.99,0.05,0", "O12,4,a-23,1,0.01,0.5,t", "O5,1,a-1,1,100,,"]) + "\n")
+    put("acme", "inventory", d1, "i1.csv", "sku,warehouse,quantity_on_hand\na-1,east,3\na-2,west,1\n")
+    put("acme", "inventory", d1, "i2.csv", "sku,warehouse,quantity_on_hand,reorder_level\na-1,east,5,5\na-1,east,6,\nA-2,west,0,\n"
+                                           "a-404,east,1,2\na-17,east,-1,\n")
+    put("acme", "campaigns", d1, "c.csv", "\n".join([
+        "campaign_id,name,channel,start_date,end_date,budget", 'CMP-1,Sale,EMAIL,2026-11-10,2026-11-30,"$1,000"',
+        "CMP-2,Free,social,2026-11-10,,0", "CMP-3,Bad,x,2026-11-10,2026-11-01,5", "CMP-4,NoBudget,,2026-11-10T23:00:00-05:00,2026-11-11,"]) + "\n")
+    put("acme", "campaigns", d1, "broken.csv", 'campaign_id,name,start_date\nCMP-900,"Unterminated,2026-11-01\n')
+    put("beta", "products", d1, "p.csv", "sku,name,category,price\nB-1,Pen,office supplies,1.50\n")
+    put("beta", "orders", d1, "o.csv", "order_id,customer_id,order_date,status\nO1,C1,2026-11-18T12:00:00Z,completed\n")
+    put("beta", "order_items", d1, "i.csv", "order_id,line_number,sku,quantity,unit_price,returned\nO1,1,b-1,3,1.5,1\n")
+    # day 2: status changes, a late item for an order without items, an orphan resolved, a
+    # category change (republishes older dates), re-sends that parse equal
+    put("acme", "products", d2, "p.csv", "\n".join([
+        "sku,name,category,brand,price,currency,quantity",
+        "a-1,Lamp Big,sports,Brand,1234.5000,EUR,7", "a-2,Mug,toys,,12.99,GBP,0",
+        "a-8,Big,books,,12345678901234.56780,USD,1", "a-12,Zero,books,,0,,1", "a-30,New,toys,,1,,"]) + "\n")
+    put("acme", "orders", d2, "o.csv", "\n".join([
+        "order_id,customer_id,order_date,status,currency,campaign_id,total_amount",
+        "O2,C9,2026-11-18 23:59:59,completed,,,", "O3,C1,2026-11-17T10:00:00Z,completed,,CMP-1,",
+        "O99,C8,2026-11-16T08:00:00Z,returned,EUR,CMP-4,", "O12,C4,2026-11-18T10:00:00+02:00,pending,GBP,CMP-3,"]) + "\n")
+    put("acme", "order_items", d2, "i.csv", "order_id,line_number,sku,quantity,unit_price,discount,returned\n"
+                                            "O4,1,a-30,2,3.333,0.3333,\nO3,2,a-1,1,1,,\n")
+    put("acme", "customers", d2, "c.csv", "customer_id,email,first_name,last_name,country,signup_date\nC9,,,Solo,,\nC1,,Ana,,,\n")
+    put("beta", "products", d2, "p.csv", b"sku,name,category,price\nB-2,Caf\xe9,grocery,3.50\n")
+    # day 3: an empty products feed (a product_changes row of zeros), one of only rejected rows
+    put("acme", "products", d3, "p.csv", "sku,name,category,price\n")
+    put("beta", "products", d3, "p.csv", "sku,name,category,price\nB-3,,x,1\nB-4,Y,x,-1\n")
+    put("acme", "inventory", d3, "i.csv", "sku,warehouse,quantity_on_hand,reorder_level\na-30,west,0,0\n")
+    put("acme", "orders", d3, "o.csv", "order_id,customer_id,order_date,status\nO7,C3,2026-11-18T10:00:00.5+14:00,returned\n")
+
+
 # ---- running ------------------------------------------------------------------------------
 
 def psql(url, *args):
@@ -250,17 +337,21 @@ def bench_size(args, size, params, grain):
     work = os.path.join(args.work, size)
     os.makedirs(work, exist_ok=True)
     landing = os.path.join(work, "landing")
-    dates = [(datetime.date.fromisoformat(START) + datetime.timedelta(days=i)).isoformat() for i in range(params["days"])]
-    stamp = os.path.join(work, "generated.json")
-    gen = dict(params, seed=SEED, start=START)
-    if not (os.path.exists(stamp) and json.load(open(stamp)) == gen):
+    if size == "hostile":
         shutil.rmtree(landing, ignore_errors=True)
-        secs, _, _ = timed([args.bin, "generate", "--partners", str(params["partners"]), "--days", str(params["days"]),
-                            "--rows", str(params["rows"]), "--products", str(params["products"]), "--seed", str(SEED),
-                            "--defect-rate", str(params["defect_rate"]),
-                            "--start-date", START, "--out", landing, "-q"])
-        json.dump(gen, open(stamp, "w"))
-        log(args, f"[{size}] generated {landing} in {secs:.1f} s")
+        write_hostile(landing)
+        dates = HOSTILE_DATES + [HOSTILE_RERUN]
+    else:
+        dates = [(datetime.date.fromisoformat(START) + datetime.timedelta(days=i)).isoformat() for i in range(params["days"])]
+        stamp = os.path.join(work, "generated.json")
+        gen = dict(params, seed=SEED, start=START)
+        if not (os.path.exists(stamp) and json.load(open(stamp)) == gen):
+            shutil.rmtree(landing, ignore_errors=True)
+            secs, _, _ = timed([args.bin, "generate", "--partners", str(params["partners"]), "--days", str(params["days"]),
+                                "--rows", str(params["rows"]), "--products", str(params["products"]), "--seed", str(SEED),
+                                "--defect-rate", str(params["defect_rate"]), "--start-date", START, "--out", landing, "-q"])
+            json.dump(gen, open(stamp, "w"))
+            log(args, f"[{size}] generated {landing} in {secs:.1f} s")
     feed_bytes = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(landing) for f in fs if f.endswith(".csv"))
     items = 0
     for dp, _, fs in os.walk(landing):
@@ -322,7 +413,7 @@ def bench_size(args, size, params, grain):
                                "stages": {k: round(float(v), 2) for k, v in stages.items()}})
             log(args, f"[{size}] {d} {s:<18} {wall:7.2f} s  {rss:7.0f} MB  "
                       + " ".join(f"{k} {float(v):.2f}" for k, v in stages.items()))
-        if args.every_date or d == dates[-1]:
+        if args.every_date or d == dates[-1] or size == "hostile":
             peer = peer_gold(args.python, peer_db)
             kinds = {t: peer[t][1] for t in TABLES}
             found = compare("peer", peer, "medallion_sqlite", sqlite_gold(os.path.join(lakes["medallion_sqlite"], "warehouse.db")),
@@ -352,7 +443,7 @@ def log(args, msg, always=False):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="small,medium", help=f"comma-separated, of {', '.join(SIZES)}")
+    ap.add_argument("--sizes", help=f"comma-separated, of {', '.join(SIZES)} (default: small,medium; with --check: hostile,small)")
     ap.add_argument("--check", action="store_true", help="CI mode: small size, gold compared after every date, exit 1 on a disagreement")
     ap.add_argument("--bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "medallion"))
     ap.add_argument("--python", default=os.path.join(os.environ.get("MEDALLION_VENV", os.path.expanduser("~/.cache/medallion/venv")), "bin", "python"))
@@ -367,10 +458,11 @@ def main():
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.check:
-        args.sizes, args.every_date = "small", True
+        args.sizes, args.every_date = args.sizes or "hostile,small", True
+        args.days = args.days or 2
     if args.postgres is None:
         args.postgres = not args.check
-    sizes = args.sizes.split(",")
+    sizes = (args.sizes or "small,medium").split(",")
     for s in sizes:
         if s not in SIZES:
             ap.error(f"unknown size {s!r} (known: {', '.join(SIZES)})")
