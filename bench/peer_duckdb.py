@@ -361,7 +361,15 @@ def run_date(con, landing, date):
             if ds not in DATASETS or not os.path.isdir(d):
                 continue
             if not PARTNER_RE.match(partner):
-                raise SystemExit(f"{d}: partner id {partner!r} is not ^[a-z0-9][a-z0-9_-]{{0,63}}$")
+                # refused: a partner id becomes a path component and a key
+                for name in sorted(n for n in os.listdir(d) if n.endswith(".csv")):
+                    files += 1
+                    quarantined += 1
+                    con.execute("DELETE FROM silver.quarantined_files WHERE run_date = ? AND partner_id = ? AND dataset = ? AND feed = ?",
+                                [date, partner, ds, name])
+                    con.execute("INSERT INTO silver.quarantined_files VALUES (?, ?, ?, ?, 'invalid_partner', ?)",
+                                [date, partner, ds, name, "partner id is not ^[a-z0-9][a-z0-9_-]{0,63}$"])
+                continue
             for ordinal, name in enumerate(sorted(n for n in os.listdir(d) if n.endswith(".csv"))):
                 files += 1
                 try:
