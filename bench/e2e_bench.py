@@ -212,9 +212,11 @@ HOSTILE_DATES = ["2026-11-18", "2026-11-19", "2026-11-20"]
 HOSTILE_RERUN = "2026-11-19"  # re-run after the last date: gold must not change
 
 
-def write_hostile(landing):
+def write_hostile(landing, known_bugs=False):
     """Feeds exercising the value rules, dedup, upserts, late orders, status changes, category
-    changes, inventory replacement and every file-level defect (see CONTRACT.md)."""
+    changes, inventory replacement and every file-level defect (see CONTRACT.md). With
+    known_bugs, partner `zbug` adds the minimal reproductions of the medallion bugs this
+    benchmark found (bench/README.md, Findings); they make the comparison fail until fixed."""
     def put(partner, dataset, date, name, data):
         d = os.path.join(landing, partner, dataset, date)
         os.makedirs(d, exist_ok=True)
@@ -286,6 +288,14 @@ def write_hostile(landing):
     put("beta", "products", d3, "p.csv", "sku,name,category,price\nB-3,,x,1\nB-4,Y,x,-1\n")
     put("acme", "inventory", d3, "i.csv", "sku,warehouse,quantity_on_hand,reorder_level\na-30,west,0,0\n")
     put("acme", "orders", d3, "o.csv", "order_id,customer_id,order_date,status\nO7,C3,2026-11-18T10:00:00.5+14:00,returned\n")
+    if known_bugs:
+        # SQLite warehouse: NUMERIC affinity stores money as REAL, 99999999999999.99 → .98
+        put("zbug", "orders", d2, "o.csv", "order_id,customer_id,order_date,status\nZ1,C1,2026-11-19T10:00:00Z,completed\n")
+        put("zbug", "order_items", d2, "i.csv", "order_id,line_number,sku,quantity,unit_price\nZ1,1,X-1,1,99999999999999.99\n")
+        # gold check revenue_share_sums_to_one tests the rounded net: exact 0.0001 > 0, share 1.0,
+        # the check fails and nothing is published
+        put("zbug", "orders", d3, "o.csv", "order_id,customer_id,order_date,status\nZ2,C1,2026-11-15T10:00:00Z,completed\n")
+        put("zbug", "order_items", d3, "i.csv", "order_id,line_number,sku,quantity,unit_price\nZ2,1,X-1,1,0.0001\n")
 
 
 # ---- running ------------------------------------------------------------------------------
@@ -339,7 +349,7 @@ def bench_size(args, size, params, grain):
     landing = os.path.join(work, "landing")
     if size == "hostile":
         shutil.rmtree(landing, ignore_errors=True)
-        write_hostile(landing)
+        write_hostile(landing, args.known_bugs)
         dates = HOSTILE_DATES + [HOSTILE_RERUN]
     else:
         dates = [(datetime.date.fromisoformat(START) + datetime.timedelta(days=i)).isoformat() for i in range(params["days"])]
@@ -394,7 +404,14 @@ def bench_size(args, size, params, grain):
             "medallion_postgres": [args.bin, "run", "--date", d, "--json", "-q"],
         }
         for s in systems:
-            wall, rss, out = timed(runs[s], envs.get(s))
+            try:
+                wall, rss, out = timed(runs[s], envs.get(s))
+            except SystemExit as e:  # a failed run: a finding, and the other dates still run
+                if s == "peer":
+                    raise
+                problems.append(f"{s} {d}: {e}")
+                log(args, f"[{size}] {d} {s}: FAILED ({e})")
+                continue
             if s == "peer":
                 rep = json.loads(out.strip().splitlines()[-1])
                 stages = {k[:-8]: rep[k] for k in ("bronze_seconds", "silver_seconds", "gold_seconds")}
@@ -456,6 +473,7 @@ def main():
     ap.add_argument("--database-url", default=os.environ.get("MEDALLION_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/medallion_test"))
     ap.add_argument("--systems", default="peer,medallion_sqlite,medallion_postgres",
                     help="which to run (gold is compared when the peer and another run)")
+    ap.add_argument("--known-bugs", action="store_true", help="hostile size: add the reproductions of known medallion bugs")
     ap.add_argument("--every-date", action="store_true", help="compare gold after every date, not only the last")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
