@@ -217,15 +217,19 @@ def stage_file(con, path, partner, dataset, feed, feed_ord):
     names = [c for c, _, _ in cols]
     with open(path, "rb") as f:
         data = f.read()
+    # Strict UTF-8, checked in chunks (the decoded text is not kept: Arrow reads the bytes).
+    decoder, chunk, head = codecs.getincrementaldecoder("utf-8")("strict"), 1 << 24, ""
+    for at in range(0, max(len(data), 1), chunk):
+        try:
+            text = decoder.decode(data[at:at + chunk], final=at + chunk >= len(data))
+        except UnicodeDecodeError as e:
+            raise Quarantined("invalid_utf8", f"byte {at + e.start}: {e.reason}") from e
+        if at == 0:
+            head = text[:1 << 16]
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise Quarantined("invalid_utf8", f"byte {e.start}: {e.reason}") from e
-    try:
-        header = next((r for r in csv.reader(io.StringIO(text[:1 << 16], newline="")) if r), None)
+        header = next((r for r in csv.reader(io.StringIO(head, newline="")) if r), None)
     except csv.Error as e:
         raise Quarantined("invalid_csv", f"header: {e}") from e
-    del text
     if not header:
         raise Quarantined("missing_header", "the file has no header row")
     header = [h.strip().lower() for h in header]
