@@ -211,7 +211,7 @@ class Quarantined(Exception):
 
 
 def stage_file(con, path, partner, dataset, feed, feed_ord):
-    """Parses one feed into stage.<dataset>; returns rows read. Raises Quarantined for a
+    """Parses one feed into stage_<dataset>; returns rows read. Raises Quarantined for a
     file-level defect (the caller then deletes whatever of the file was staged)."""
     _, cols = DATASETS[dataset]
     names = [c for c, _, _ in cols]
@@ -263,7 +263,7 @@ def stage_file(con, path, partner, dataset, feed, feed_ord):
                                                  generic[header.index(c)] for c in names if c in seen]))
     valid = 0
     numbers = RowNumbers()
-    sql = (f"INSERT INTO stage.{dataset} SELECT ? AS partner_id, ? AS feed, ? AS feed_ord, row_no, malformed, raw, "
+    sql = (f"INSERT INTO stage_{dataset} SELECT ? AS partner_id, ? AS feed, ? AS feed_ord, row_no, malformed, raw, "
            f"{', '.join(names)} FROM batch")
 
     def insert(table):
@@ -320,7 +320,7 @@ class RowNumbers:
 
 
 def clean_sql(dataset):
-    """SELECT over stage.<dataset>: typed values and one reason (NULL when valid)."""
+    """SELECT over stage_<dataset>: typed values and one reason (NULL when valid)."""
     _, cols = DATASETS[dataset]
     trims, parses, outs = [], [], []
     reasons = ["WHEN malformed THEN 'malformed_row'"]
@@ -342,7 +342,7 @@ def clean_sql(dataset):
             f"CASE WHEN malformed THEN raw WHEN reason IS NOT NULL THEN {raw_json} END AS raw, reason, {', '.join(f'o_{c} AS {c}' for c, _, _ in cols)} "
             f"FROM (SELECT *, CASE {' '.join(reasons)} END AS reason, {', '.join(outs)} "
             f"FROM (SELECT *, {', '.join(parses)} "
-            f"FROM (SELECT *, {', '.join(trims)} FROM stage.{dataset})))")
+            f"FROM (SELECT *, {', '.join(trims)} FROM stage_{dataset})))")
 
 
 def run_date(con, landing, date):
@@ -350,9 +350,8 @@ def run_date(con, landing, date):
     t0 = time.monotonic()
     stages = {}
     con.execute("BEGIN")
-    con.execute("CREATE SCHEMA IF NOT EXISTS stage")
     for ds, (_, cols) in DATASETS.items():
-        con.execute(f"CREATE OR REPLACE TABLE stage.{ds} (partner_id VARCHAR, feed VARCHAR, feed_ord INT, row_no BIGINT, "
+        con.execute(f"CREATE OR REPLACE TEMP TABLE stage_{ds} (partner_id VARCHAR, feed VARCHAR, feed_ord INT, row_no BIGINT, "
                     f"malformed BOOLEAN, raw VARCHAR, {', '.join(c + ' VARCHAR' for c, _, _ in cols)})")
     files, quarantined = 0, 0
     per_feed = {}
@@ -385,7 +384,7 @@ def run_date(con, landing, date):
                         inventory_files.setdefault(partner, []).append(name)
                 except Quarantined as q:
                     quarantined += 1
-                    con.execute(f"DELETE FROM stage.{ds} WHERE partner_id = ? AND feed = ?", [partner, name])
+                    con.execute(f"DELETE FROM stage_{ds} WHERE partner_id = ? AND feed = ?", [partner, name])
                     con.execute("DELETE FROM silver.quarantined_files WHERE run_date = ? AND partner_id = ? AND dataset = ? AND feed = ?",
                                 [date, partner, ds, name])
                     con.execute("INSERT INTO silver.quarantined_files VALUES (?, ?, ?, ?, ?, ?)", [date, partner, ds, name, q.reason, q.detail])
@@ -394,35 +393,35 @@ def run_date(con, landing, date):
     t1 = time.monotonic()
     counts = {"valid": 0, "rejected": 0, "duplicate": 0}
     for ds, (keys, cols) in DATASETS.items():
-        con.execute(f"CREATE OR REPLACE TABLE stage.c_{ds} AS {clean_sql(ds)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE stage_c_{ds} AS {clean_sql(ds)}")
         con.execute("DELETE FROM silver.quarantine WHERE run_date = ? AND dataset = ?", [date, ds])
         con.execute(f"INSERT INTO silver.quarantine SELECT ?::DATE, partner_id, '{ds}', feed, row_no, raw, reason "
-                    f"FROM stage.c_{ds} WHERE reason IS NOT NULL", [date])
+                    f"FROM stage_c_{ds} WHERE reason IS NOT NULL", [date])
         names = [c for c, _, _ in cols]
         if ds == "inventory":
             # The day's latest (non-quarantined) file per partner replaces the snapshot whole;
             # within it, the later row of a (sku, warehouse) wins.
-            con.execute(f"""CREATE OR REPLACE TABLE stage.d_{ds} AS SELECT * FROM (
+            con.execute(f"""CREATE OR REPLACE TEMP TABLE stage_d_{ds} AS SELECT * FROM (
                 SELECT *, max(feed_ord) OVER (PARTITION BY partner_id) AS last_feed,
                        row_number() OVER (PARTITION BY partner_id, feed_ord, sku, warehouse ORDER BY row_no DESC) AS rn
-                FROM stage.c_{ds} WHERE reason IS NULL) WHERE feed_ord = last_feed AND rn = 1""")
+                FROM stage_c_{ds} WHERE reason IS NULL) WHERE feed_ord = last_feed AND rn = 1""")
             parts = list(inventory_files)
             if parts:
                 con.execute(f"DELETE FROM silver.inventory WHERE snapshot_date = ? AND partner_id IN ({', '.join('?' * len(parts))})",
                             [date] + parts)
             con.execute(f"INSERT INTO silver.inventory SELECT ?::DATE, partner_id, {', '.join(names)}, ?::DATE, feed, row_no "
-                        f"FROM stage.d_{ds}", [date, date])
+                        f"FROM stage_d_{ds}", [date, date])
         else:
             key = ", ".join(keys)
-            con.execute(f"""CREATE OR REPLACE TABLE stage.d_{ds} AS SELECT * EXCLUDE (rn) FROM (
+            con.execute(f"""CREATE OR REPLACE TEMP TABLE stage_d_{ds} AS SELECT * EXCLUDE (rn) FROM (
                 SELECT *, row_number() OVER (PARTITION BY partner_id, {key} ORDER BY feed_ord DESC, row_no DESC) AS rn
-                FROM stage.c_{ds} WHERE reason IS NULL) WHERE rn = 1""")
+                FROM stage_c_{ds} WHERE reason IS NULL) WHERE rn = 1""")
             if ds == "products":
                 apply_products(con, date, names, with_products)
             upsert(con, ds, keys, names, date)
         c = con.execute(f"""SELECT count(*) FILTER (WHERE reason IS NULL), count(*) FILTER (WHERE reason IS NOT NULL)
-                            FROM stage.c_{ds}""").fetchone()
-        d = con.execute(f"SELECT count(*) FROM stage.d_{ds}").fetchone()[0]
+                            FROM stage_c_{ds}""").fetchone()
+        d = con.execute(f"SELECT count(*) FROM stage_d_{ds}").fetchone()[0]
         counts["valid"] += d
         counts["rejected"] += c[1]
         counts["duplicate"] += c[0] - d
@@ -433,7 +432,7 @@ def run_date(con, landing, date):
     stages["gold_seconds"] = time.monotonic() - t2
     for ds in DATASETS:
         for t in (ds, "c_" + ds, "d_" + ds):
-            con.execute(f"DROP TABLE IF EXISTS stage.{t}")
+            con.execute(f"DROP TABLE IF EXISTS stage_{t}")
     seconds = time.monotonic() - t0
     con.execute("INSERT INTO silver.runs VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?)",
                 [date, seconds, files, quarantined, sum(per_feed.values()), counts["valid"], counts["rejected"], counts["duplicate"]])
@@ -445,31 +444,31 @@ def run_date(con, landing, date):
 def apply_products(con, date, names, with_products):
     """Change detection against the state before this run, SCD2 history, product_changes."""
     same = " AND ".join(f"n.{c} IS NOT DISTINCT FROM o.{c}" for c in PRODUCT_COMPARED)
-    con.execute(f"""CREATE OR REPLACE TABLE stage.p_diff AS
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE stage_p_diff AS
         SELECT n.partner_id, n.sku, CASE WHEN o.sku IS NULL THEN 'inserted' WHEN {same} THEN 'unchanged' ELSE 'updated' END AS change,
                o.first_seen_date, o.last_changed_date, o.v_date, o.v_feed, o.v_row
-        FROM stage.d_products n LEFT JOIN silver.products o USING (partner_id, sku)""")
+        FROM stage_d_products n LEFT JOIN silver.products o USING (partner_id, sku)""")
     # an older version (a re-run of an earlier date) changes nothing
     newer = "(p.v_date IS NULL OR ?::DATE > p.v_date OR (?::DATE = p.v_date AND (n.feed > p.v_feed OR (n.feed = p.v_feed AND n.row_no >= p.v_row))))"
-    con.execute(f"""CREATE OR REPLACE TABLE stage.p_apply AS
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE stage_p_apply AS
         SELECT n.*, p.change, coalesce(p.first_seen_date, ?::DATE) AS first_seen_date,
                CASE WHEN p.change = 'unchanged' THEN p.last_changed_date ELSE ?::DATE END AS last_changed_date
-        FROM stage.d_products n JOIN stage.p_diff p USING (partner_id, sku) WHERE {newer}""", [date, date, date, date])
-    con.execute("""UPDATE silver.product_history h SET valid_to = ?::DATE, is_current = false FROM stage.p_apply a
+        FROM stage_d_products n JOIN stage_p_diff p USING (partner_id, sku) WHERE {newer}""", [date, date, date, date])
+    con.execute("""UPDATE silver.product_history h SET valid_to = ?::DATE, is_current = false FROM stage_p_apply a
         WHERE h.partner_id = a.partner_id AND h.sku = a.sku AND h.is_current AND a.change <> 'unchanged'""", [date])
     con.execute(f"""INSERT INTO silver.product_history SELECT partner_id, sku, {', '.join(PRODUCT_COMPARED)}, ?::DATE, NULL, true
-        FROM stage.p_apply WHERE change <> 'unchanged'""", [date])
+        FROM stage_p_apply WHERE change <> 'unchanged'""", [date])
     parts = sorted(with_products)
     if not parts:
         return
     con.execute(f"""INSERT INTO silver.product_changes
         SELECT ?::DATE, p.partner_id,
-            (SELECT count(*) FROM stage.p_diff d WHERE d.partner_id = p.partner_id AND change = 'inserted'),
-            (SELECT count(*) FROM stage.p_diff d WHERE d.partner_id = p.partner_id AND change = 'updated'),
-            (SELECT count(*) FROM stage.p_diff d WHERE d.partner_id = p.partner_id AND change = 'unchanged'),
-            (SELECT count(*) FROM stage.c_products c WHERE c.partner_id = p.partner_id AND reason IS NOT NULL),
-            (SELECT count(*) FROM stage.c_products c WHERE c.partner_id = p.partner_id AND reason IS NULL)
-              - (SELECT count(*) FROM stage.d_products d WHERE d.partner_id = p.partner_id)
+            (SELECT count(*) FROM stage_p_diff d WHERE d.partner_id = p.partner_id AND change = 'inserted'),
+            (SELECT count(*) FROM stage_p_diff d WHERE d.partner_id = p.partner_id AND change = 'updated'),
+            (SELECT count(*) FROM stage_p_diff d WHERE d.partner_id = p.partner_id AND change = 'unchanged'),
+            (SELECT count(*) FROM stage_c_products c WHERE c.partner_id = p.partner_id AND reason IS NOT NULL),
+            (SELECT count(*) FROM stage_c_products c WHERE c.partner_id = p.partner_id AND reason IS NULL)
+              - (SELECT count(*) FROM stage_d_products d WHERE d.partner_id = p.partner_id)
         FROM (SELECT unnest(?::VARCHAR[]) AS partner_id) p
         WHERE NOT EXISTS (SELECT 1 FROM silver.product_changes x WHERE x.run_date = ?::DATE AND x.partner_id = p.partner_id)""",
                 [date, parts, date])
@@ -480,7 +479,7 @@ def upsert(con, ds, keys, names, date):
     version (run date, file, row) is newer."""
     on = " AND ".join(f"s.{k} = n.{k}" for k in ["partner_id"] + keys)
     newer_stored = "(s.v_date > ?::DATE OR (s.v_date = ?::DATE AND (s.v_feed > n.feed OR (s.v_feed = n.feed AND s.v_row > n.row_no))))"
-    src = "stage.p_apply" if ds == "products" else f"stage.d_{ds}"
+    src = "stage_p_apply" if ds == "products" else f"stage_d_{ds}"
     extra = ", first_seen_date, last_changed_date" if ds == "products" else ""
     con.execute(f"DELETE FROM silver.{ds} s USING {src} n WHERE {on} AND NOT {newer_stored}", [date, date])
     con.execute(f"""INSERT INTO silver.{ds} SELECT n.partner_id, {', '.join('n.' + c for c in names)}{extra}, ?::DATE, n.feed, n.row_no
@@ -505,7 +504,7 @@ GOLD = {
         SELECT o.partner_id, o.order_id, o.customer_id, o.order_date::DATE AS order_date, o.currency, o.campaign_id,
                coalesce(sum(CASE WHEN NOT i.is_returned THEN i.line_amount END), 0) AS net,
                coalesce(sum(i.quantity), 0) AS items_sold, coalesce(bool_or(i.is_returned), false) AS any_returned
-        FROM silver.orders o LEFT JOIN gold._items i USING (partner_id, order_id)
+        FROM silver.orders o LEFT JOIN tmp_items i USING (partner_id, order_id)
         WHERE o.status IN ('completed', 'returned')
         GROUP BY ALL""",
     "daily_sales": f"""
@@ -513,7 +512,7 @@ GOLD = {
                {money2('sum(line_amount)')} AS gross_revenue,
                {money2('coalesce(sum(line_amount) FILTER (WHERE is_returned), 0)')} AS returned_revenue,
                {money2('sum(line_amount) - coalesce(sum(line_amount) FILTER (WHERE is_returned), 0)')} AS net_revenue
-        FROM gold._items GROUP BY ALL""",
+        FROM tmp_items GROUP BY ALL""",
     # avg_order_value = gross / orders, exact: integer division of 1e-8 units, half away from zero.
     "category_kpis": f"""
         SELECT order_date, category, currency, {money2('net')} AS daily_revenue,
@@ -524,19 +523,19 @@ GOLD = {
                      (sum(line_amount) * 100000000)::HUGEINT AS g,
                      count(DISTINCT (partner_id, order_id))::HUGEINT AS n,
                      coalesce(sum(quantity) FILTER (WHERE is_returned), 0) AS returned_qty, sum(quantity) AS items_sold
-              FROM gold._items GROUP BY ALL)""",
+              FROM tmp_items GROUP BY ALL)""",
     "order_kpis": f"""
         SELECT order_date, currency, count(*) AS total_orders, {money2('sum(net)')} AS total_revenue,
                sum(items_sold) AS total_items_sold,
                (count(*) FILTER (WHERE any_returned))::DOUBLE / count(*)::DOUBLE AS return_rate,
                count(DISTINCT (partner_id, customer_id)) AS unique_customers
-        FROM gold._orders GROUP BY ALL""",
+        FROM tmp_orders GROUP BY ALL""",
     "partner_revenue": f"""
         SELECT order_date, partner_id, currency, orders, {money2('net')} AS net_revenue,
                CASE WHEN total = 0 THEN 0 ELSE net::DOUBLE / total::DOUBLE END AS revenue_share
         FROM (SELECT order_date, partner_id, currency, count(*) AS orders, sum(net) AS net,
                      sum(sum(net)) OVER (PARTITION BY order_date, currency) AS total
-              FROM gold._orders GROUP BY order_date, partner_id, currency)""",
+              FROM tmp_orders GROUP BY order_date, partner_id, currency)""",
     "product_changes": "SELECT * FROM silver.product_changes",
     "dim_products": f"""
         SELECT partner_id, sku, name, category, brand, {money2('price')} AS price, currency, quantity, first_seen_date, last_changed_date
@@ -550,7 +549,7 @@ GOLD = {
         LEFT JOIN silver.customers c USING (partner_id, customer_id)
         LEFT JOIN (SELECT partner_id, customer_id, count(*) AS orders, min(order_date) AS first_order_date,
                           max(order_date) AS last_order_date, sum(net) AS net
-                   FROM gold._orders GROUP BY ALL) o USING (partner_id, customer_id)""",
+                   FROM tmp_orders GROUP BY ALL) o USING (partner_id, customer_id)""",
     "inventory_status": """
         SELECT v.snapshot_date, v.partner_id, v.sku, v.warehouse, p.name AS product_name, p.category,
                v.quantity_on_hand, v.reorder_level, v.quantity_on_hand <= v.reorder_level AS needs_reorder
@@ -562,7 +561,7 @@ GOLD = {
                coalesce(o.orders, 0) AS orders, {money2('coalesce(o.net, 0)')} AS net_revenue,
                CASE WHEN c.budget IS NULL OR c.budget = 0 THEN NULL ELSE coalesce(o.net, 0)::DOUBLE / c.budget::DOUBLE END AS roas
         FROM silver.campaigns c
-        LEFT JOIN (SELECT partner_id, campaign_id, count(*) AS orders, sum(net) AS net FROM gold._orders
+        LEFT JOIN (SELECT partner_id, campaign_id, count(*) AS orders, sum(net) AS net FROM tmp_orders
                    WHERE campaign_id IS NOT NULL GROUP BY ALL) o USING (partner_id, campaign_id)""",
 }
 GOLD_TABLES = [t for t in GOLD if not t.startswith("_")]
@@ -570,12 +569,13 @@ GOLD_TABLES = [t for t in GOLD if not t.startswith("_")]
 
 def publish_gold(con):
     for t, sql in GOLD.items():
+        target = f"TEMP TABLE tmp{t}" if t.startswith("_") else f"TABLE gold.{t}"
         try:
-            con.execute(f"CREATE OR REPLACE TABLE gold.{t} AS {sql}")
+            con.execute(f"CREATE OR REPLACE {target} AS {sql}")
         except duckdb.Error as e:
             raise RuntimeError(f"gold.{t}: {e}") from e
-    con.execute("DROP TABLE gold._items")
-    con.execute("DROP TABLE gold._orders")
+    con.execute("DROP TABLE tmp_items")
+    con.execute("DROP TABLE tmp_orders")
 
 
 def open_db(path, threads=None):
