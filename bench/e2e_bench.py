@@ -20,8 +20,8 @@ Sizes (orders per partner per day x partners x days; products per partner):
           re-run of the second (value grammars, dedup, late orders, status changes, a category
           change, inventory replacement, every file-level defect)
   small   500 x 3 x 3,      catalogue 250 each      (every defect class; the --check size)
-  medium  25 000 x 4 x 6,   catalogue 25 000 each   (~1.2 M order items)
-  sf1     125 000 x 4 x 6,  catalogue 250 000 each  (~6 M order items, 1 M SKUs: TPC-H SF1 scale)
+  medium  25 000 x 4 x 6,   catalogue 25 000 each   (~1.5 M order items: 2.5 lines per order)
+  sf1     100 000 x 4 x 6,  catalogue 250 000 each  (~6 M order items, 1 M SKUs: TPC-H SF1 scale)
 
 Usage: bench/e2e_bench.py [--sizes small,medium] [--bin PATH] [--work DIR] [--no-postgres]
        [--every-date] [--defect-rate 0.02] [--days N] [--json]
@@ -57,7 +57,7 @@ TABLES = ["daily_sales", "category_kpis", "order_kpis", "partner_revenue", "prod
 SIZES = {
     "small": dict(partners=3, days=3, rows=500, products=250),
     "medium": dict(partners=4, days=6, rows=25_000, products=25_000),
-    "sf1": dict(partners=4, days=6, rows=125_000, products=250_000),
+    "sf1": dict(partners=4, days=6, rows=100_000, products=250_000),
     # hand-written (write_hostile): the contract's edge cases, 3 dates and a re-run
     "hostile": dict(partners=2, days=3, rows=0, products=0),
 }
