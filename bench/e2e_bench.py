@@ -76,47 +76,58 @@ def grains():
 
 # ---- reading gold from the three warehouses, as typed Python values -----------------------
 
+class Lazy:
+    """Gold of one warehouse, loaded one table at a time (only the last one kept), so that
+    comparing large gold does not hold every table in memory at once."""
+
+    def __init__(self, load):
+        self.load, self.table, self.value = load, None, None
+
+    def __getitem__(self, t):
+        if t != self.table:
+            self.table, self.value = None, None
+            self.value, self.table = self.load(t), t
+        return self.value
+
+
 def peer_gold(python, db):
-    """The peer's gold tables: {table: (columns, kinds, rows)} read through its own Python."""
+    """The peer's gold tables, each as (columns, DuckDB types, rows of text), read through the
+    peer's Python (the one with duckdb)."""
     code = (
         "import duckdb, json, sys\n"
         "c = duckdb.connect(sys.argv[1], read_only=True)\n"
-        "out = {}\n"
-        f"for t in {TABLES!r}:\n"
-        "    r = c.execute(f'SELECT * FROM gold.{t}')\n"
-        "    cols = [d[0] for d in r.description]\n"
-        "    kinds = [str(d[1]) for d in r.description]\n"
-        "    out[t] = [cols, kinds, [[None if v is None else str(v) for v in row] for row in r.fetchall()]]\n"
-        "json.dump(out, sys.stdout)\n")
-    proc = subprocess.run([python, "-c", code, db], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"reading the peer's gold from {db}: {proc.stderr[-2000:]}")
-    return json.loads(proc.stdout)
+        "c.execute('SET enable_progress_bar = false')\n"
+        "r = c.execute(f'SELECT * FROM gold.{sys.argv[2]}')\n"
+        "json.dump([[d[0] for d in r.description], [str(d[1]) for d in r.description],\n"
+        "           [[None if v is None else str(v) for v in row] for row in r.fetchall()]], sys.stdout)\n")
+
+    def load(t):
+        proc = subprocess.run([python, "-c", code, db, t], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"reading the peer's gold.{t} from {db}: {proc.stderr[-2000:]}")
+        return json.loads(proc.stdout)
+    return Lazy(load)
 
 
 def sqlite_gold(path):
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    out = {}
-    for t in TABLES:
-        try:
-            cur = con.execute(f"SELECT * FROM {t}")
-        except sqlite3.OperationalError:
-            cur = con.execute(f'SELECT * FROM "gold.{t}"')
-        out[t] = [[d[0] for d in cur.description], None, [list(r) for r in cur.fetchall()]]
-    con.close()
-    return out
+    def load(t):
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        cur = con.execute(f"SELECT * FROM {t}")
+        out = [[d[0] for d in cur.description], None, [list(r) for r in cur.fetchall()]]
+        con.close()
+        return out
+    return Lazy(load)
 
 
 def postgres_gold(url):
     """Gold from PostgreSQL, through COPY's text format (NULL is \\N; tab, newline and backslash escaped)."""
-    out = {}
-    for t in TABLES:
+    def load(t):
         cols = psql(url, "-At", "-c", f"SELECT column_name FROM information_schema.columns WHERE table_schema = 'gold' "
                                       f"AND table_name = '{t}' ORDER BY ordinal_position").split()
         text = psql(url, "-c", f"\\copy (SELECT * FROM gold.{t}) TO STDOUT")
         rows = [[None if f == "\\N" else _unescape(f) for f in line.split("\t")] for line in text.split("\n") if line]
-        out[t] = [cols, None, rows]
-    return out
+        return [cols, None, rows]
+    return Lazy(load)
 
 
 def _unescape(f):
@@ -163,13 +174,15 @@ def same(kind, a, b):
     return a == b
 
 
-def compare(name_a, gold_a, name_b, gold_b, kinds, grain, limit=5):
+def compare(name_a, gold_a, name_b, gold_b, grain, limit=5, sizes=None):
     """Differences between two warehouses' gold, as printable lines (empty: they agree)."""
     problems = []
     for t in TABLES:
-        cols_a, _, rows_a = gold_a[t]
+        cols_a, kinds, rows_a = gold_a[t]
         cols_b, _, rows_b = gold_b[t]
-        kind = dict(zip(gold_a[t][0], kinds[t]))
+        kind = dict(zip(cols_a, kinds))
+        if sizes is not None:
+            sizes[t] = len(rows_a)
         if set(cols_a) != set(cols_b):
             problems.append(f"{t}: columns differ: {name_a} {cols_a} vs {name_b} {cols_b}")
             continue
@@ -396,7 +409,6 @@ def bench_size(args, size, params, grain):
     problems = []
     for s in systems:
         systems[s] = {"wall_seconds": 0.0, "peak_rss_mb": 0.0, "stages": {}, "dates": []}
-    kinds = None
     for d in dates:
         runs = {
             "peer": [args.python, os.path.join(HERE, "peer_duckdb.py"), "--landing", landing, "--db", peer_db, "--date", d, "--json"],
@@ -430,18 +442,18 @@ def bench_size(args, size, params, grain):
                       + " ".join(f"{k} {float(v):.2f}" for k, v in stages.items()))
         if "peer" in systems and len(systems) > 1 and (args.every_date or d == dates[-1] or size == "hostile"):
             peer = peer_gold(args.python, peer_db)
-            kinds = {t: peer[t][1] for t in TABLES}
+            sizes = {}
             found = []
             if "medallion_sqlite" in systems:
                 found += compare("peer", peer, "medallion_sqlite", sqlite_gold(os.path.join(lakes["medallion_sqlite"], "warehouse.db")),
-                                 kinds, grain)
+                                 grain, sizes=sizes)
             if "medallion_postgres" in systems:
-                found += compare("peer", peer, "medallion_postgres", postgres_gold(pg_url), kinds, grain)
+                found += compare("peer", peer, "medallion_postgres", postgres_gold(pg_url), grain, sizes=sizes)
             for p in found:
                 log(args, f"[{size}] after {d}: {p}", always=True)
             problems += [f"after {d}: {p}" for p in found]
             if not found:
-                log(args, f"[{size}] after {d}: gold agrees ({', '.join(f'{t} {len(peer[t][2])}' for t in TABLES)} rows)")
+                log(args, f"[{size}] after {d}: gold agrees ({', '.join(f'{t} {n}' for t, n in sizes.items())} rows)")
     peer_wall = systems["peer"]["wall_seconds"] if "peer" in systems else None
     result = {"size": size, **params, "dates": len(dates), "order_items_in_feeds": items, "feed_mb": round(feed_bytes / 2**20, 1),
               "binary": args.bin, "gold_compared": "peer" in systems and len(systems) > 1, "gold_agrees": not problems, "problems": problems[:50]}

@@ -581,6 +581,7 @@ def publish_gold(con):
 def open_db(path, threads=None):
     con = duckdb.connect(path)
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute(MACROS)
