@@ -35,9 +35,7 @@ a PostgreSQL server (--database-url, default $MEDALLION_TEST_DATABASE_URL) unles
 --no-postgres.
 """
 import argparse
-import csv
 import datetime
-import io
 import json
 import math
 import os

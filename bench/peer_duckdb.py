@@ -7,12 +7,12 @@ It runs like a nightly pipeline: one invocation per run date (or several dates i
 each one transaction on a DuckDB database file kept on disk, carrying state between days:
 
 - bronze: every `{landing}/{partner}/{dataset}/{date}/*.csv` in landing order (partner,
-  dataset, file name). Files are decoded as strict UTF-8 (a leading BOM dropped) and parsed
-  with Python's C `csv` module (RFC 4180; an unterminated quote quarantines the file as
-  `invalid_csv`). A header naming a column twice (`duplicate_column`) or lacking a required
-  one (`missing_column`) quarantines the file; extra columns are ignored. Empty lines are
-  skipped and not counted; rows with the wrong number of fields are `malformed_row`. Rows are
-  staged as text in batches (memory stays bounded by the batch, not the file).
+  dataset, file name). Files must be strict UTF-8 (a leading BOM dropped); the header is read
+  with Python's `csv` module, the rows by Arrow's C++ CSV reader (RFC 4180, every field as
+  text). An unterminated quote (`invalid_csv`), a header naming a column twice
+  (`duplicate_column`) or lacking a required one (`missing_column`) quarantines the file;
+  extra columns are ignored. Empty lines are skipped and not counted; rows with the wrong
+  number of fields are `malformed_row`. Rows are staged in batches into TEMP tables.
 - silver (SQL): the value rules (trim, whitespace collapse in strings, money/int/bool/date/
   timestamp/currency/enum grammars, NUL rejection), one reason per rejected row (the first
   failing column in contract order), in-run dedup (later file, then later row wins), upserts
@@ -24,8 +24,9 @@ each one transaction on a DuckDB database file kept on disk, carrying state betw
   re-run of a date adds nothing new.
 - gold (SQL): all nine tables recomputed from the current silver state after every run and
   replaced in the same transaction (gold is a pure function of silver, so a full recompute
-  is the simplest correct publish). Money is DECIMAL(18,4) in silver, exact DECIMAL(38,8)
-  sums, rounded half away from zero to 2 places; ratios are DOUBLE from exact sums.
+  is the simplest correct publish; its cost grows with history). Money is DECIMAL(18,4) in
+  silver, exact DECIMAL(38,8) sums, rounded half away from zero to 2 places; ratios are
+  DOUBLE from exact sums.
 
 What it does not do (not needed for gold): `total_mismatch` warnings and the orphan count of
 the run report, schema-drift reports, the raw-copy/Parquet bronze lake.
@@ -44,7 +45,6 @@ import itertools
 import json
 import os
 import re
-import sys
 import time
 
 DUCKDB_VERSION = "2.0.1"
