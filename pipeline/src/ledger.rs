@@ -221,13 +221,8 @@ pub async fn abandon_runs(wh: &mut Warehouse, host: &str, pid: u32, why: &str) -
 }
 
 /// Mirrors the feed registry of `date`, with silver's reconciliation when there is one, and
-/// the products diff (in one transaction).
-pub async fn sync_feeds(wh: &mut Warehouse, date: RunDate, feeds: &[lake::registry::FeedRecord], silver: Option<&silver::SilverReport>) -> Result<(), WarehouseError> {
-    sync_feeds_of(wh, date, feeds, silver, None).await
-}
-
-/// [`sync_feeds`] limited to `partners` (a sharded run): only their rows are replaced, so
-/// shards of one date syncing at once touch disjoint rows.
+/// the products diff (in one transaction). With `partners` (a sharded run), only their rows are replaced, so shards of one date
+/// syncing at once touch disjoint rows.
 pub async fn sync_feeds_of(
     wh: &mut Warehouse,
     date: RunDate,

@@ -398,7 +398,6 @@ impl Drop for LakeLock {
 /// and only while no whole-lake run holds the lake lock.
 pub struct PartnerLocks {
     locks: Vec<LakeLock>,
-    pub partners: Vec<String>,
 }
 
 impl PartnerLocks {
@@ -430,7 +429,7 @@ impl PartnerLocks {
             // lists our partner locks and waits; one that holds it now makes us back off.
             let whole = current_holder(lake).await;
             let holder = match whole {
-                Ok(None) => return Ok(PartnerLocks { locks, partners: partners.iter().cloned().collect() }),
+                Ok(None) => return Ok(PartnerLocks { locks }),
                 Ok(Some(h)) => h,
                 Err(e) => {
                     for l in locks {
@@ -502,6 +501,42 @@ mod tests {
             assert_eq!((still.command.as_str(), still.token.as_str(), still.heartbeat_at), ("new", new_info.token.as_str(), new_info.heartbeat_at));
             new.release().await;
             assert!(read(&lake, &lock_path()).await.unwrap().is_none(), "the holder's own release deletes it");
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Shards and whole-lake runs exclude each other; shards with disjoint partners do not;
+    /// a shard sharing a partner waits for it.
+    #[test]
+    fn partner_locks_and_the_lake_lock_exclude_each_other() {
+        let dir = tempfile_dir("lock-partners");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let lake = Location::open("lake", dir.to_str().unwrap(), true).unwrap();
+            let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<std::collections::BTreeSet<_>>();
+            let short = Duration::from_millis(600);
+            let a = PartnerLocks::acquire(&lake, &set(&["a", "b"]), "shard 1", short).await.unwrap();
+            let c = PartnerLocks::acquire(&lake, &set(&["c"]), "shard 2", short).await.expect("disjoint shards run at once");
+            match PartnerLocks::acquire(&lake, &set(&["b", "d"]), "shard 3", short).await {
+                Err(LockError::Held(m)) => assert!(m.contains("partner b"), "{m}"),
+                _ => panic!("a shared partner is held"),
+            }
+            assert!(read(&lake, &partner_lock_path("d")).await.unwrap().is_none(), "a shard that gives up releases what it took");
+            assert_eq!(partner_holders(&lake).await.unwrap().iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+            match LakeLock::acquire(&lake, "whole", short).await {
+                Err(LockError::Held(m)) => assert!(m.contains("partners a, b, c"), "{m}"),
+                _ => panic!("a whole-lake run waits for the shards"),
+            }
+            assert!(read(&lake, &lock_path()).await.unwrap().is_none(), "the whole-lake run released the lake lock");
+            a.release().await;
+            c.release().await;
+            let whole = LakeLock::acquire(&lake, "whole", short).await.unwrap();
+            match PartnerLocks::acquire(&lake, &set(&["a"]), "shard 4", short).await {
+                Err(LockError::Held(m)) => assert!(m.contains("whole-lake run"), "{m}"),
+                _ => panic!("a shard waits for a whole-lake run"),
+            }
+            assert!(partner_holders(&lake).await.unwrap().is_empty());
+            whole.release().await;
         });
         let _ = std::fs::remove_dir_all(&dir);
     }
