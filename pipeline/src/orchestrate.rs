@@ -236,7 +236,8 @@ pub async fn run_silver(ctx: &RunContext, date: RunDate) -> Result<silver::Silve
     let prepared = silver::prepare_shard(&ctx.lake, date, partners).await?;
     let command = format!("medallion silver --date {date} --partners {} (commit)", partners.iter().cloned().collect::<Vec<_>>().join(","));
     let commit = lock::LakeLock::acquire_at(&ctx.lake, lock::commit_lock_path(), &command, ctx.lock_wait).await.map_err(|e| match e {
-        lock::LockError::Held(m) | lock::LockError::Store(m) => silver::SilverError::CommitLock(m),
+        lock::LockError::Held(message) => silver::SilverError::CommitLock { message, transient: false },
+        lock::LockError::Store(message) => silver::SilverError::CommitLock { message, transient: true },
     })?;
     let r = silver::commit_shard(&ctx.lake, prepared).await;
     commit.release().await;

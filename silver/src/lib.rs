@@ -34,9 +34,10 @@ pub enum SilverError {
     /// Gold for a sharded date waits for every partner with landed feeds to complete silver.
     #[error("silver for {date} has not run for partners {} (their feeds are landed): every shard of the date must complete silver before gold (`medallion silver --date {date} --partners {}`)", .missing.join(", "), .missing.join(","))]
     ShardsIncomplete { date: String, missing: Vec<String> },
-    /// A sharded run could not take the silver commit lock (held too long, or unreachable).
-    #[error("the silver commit lock: {0}")]
-    CommitLock(String),
+    /// A sharded run could not take the silver commit lock: held past the lock timeout, or
+    /// the lake unreachable (`transient`: retrying the stage may help).
+    #[error("the silver commit lock: {message}")]
+    CommitLock { message: String, transient: bool },
     #[error("reconciliation failed, nothing was published: {0}")]
     Reconciliation(String),
     #[error("{path}: {source}")]
@@ -69,6 +70,9 @@ impl SilverError {
 
     /// Whether retrying later may help ([`lake::is_transient`] on the cause).
     pub fn is_transient(&self) -> bool {
-        lake::is_transient(self)
+        match self {
+            SilverError::CommitLock { transient, .. } => *transient,
+            _ => lake::is_transient(self),
+        }
     }
 }

@@ -224,3 +224,43 @@ fn gold_waits_for_every_shard() {
     medallion(&env, &["gold", "--date", DATE, "--warehouse", &wh, "-q"]).ok();
     assert_eq!(warehouse_gold(&wh), lake_gold(&env.lake));
 }
+
+/// A shard killed during its silver commit (after the first shard completed): the next shard
+/// undoes its partial writes and puts back the first shard's record; re-running the killed
+/// shard and then gold gives exactly one unsharded run's silver and gold.
+#[test]
+fn shard_killed_during_commit_is_undone_and_rerun() {
+    let env = local();
+    let whole = local();
+    let feeds = landing(&env);
+    let (_, wh_a) = warehouse(&env, "killed_a");
+    let (_, wh_b) = warehouse(&whole, "killed_b");
+    for d in ["2026-11-19", DATE] {
+        medallion(&whole, &["run", "--date", d, "--landing", &feeds, "--warehouse", &wh_b, "-q"]).ok();
+    }
+    medallion(&env, &["run", "--date", "2026-11-19", "--landing", &feeds, "--warehouse", &wh_a, "-q"]).ok();
+    let shard = |p: &str| medallion(&env, &["run", "--date", DATE, "--landing", &feeds, "--partners", p, "--warehouse", &wh_a, "-q"]);
+    shard(SHARDS[0]).ok();
+    let out = command(&env, &["run", "--date", DATE, "--landing", &feeds, "--partners", SHARDS[1], "--warehouse", &wh_a])
+        .env("MEDALLION_FAULT", "silver.dataset#3:abort")
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("fault injection"), "{}", String::from_utf8_lossy(&out.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&read_lake(&env, &format!("silver/_runs/{DATE}.json")).unwrap()).unwrap();
+    assert_eq!(record["status"], "running");
+    assert_eq!(record["shard_prior"]["status"], "completed", "the interrupted shard's record carries the first shard's");
+
+    let r = medallion(&env, &["run", "--date", DATE, "--landing", &feeds, "--partners", SHARDS[2], "--warehouse", &wh_a]).ok();
+    assert!(r.stderr.contains("recovered from an interrupted run"), "{}", r.stderr);
+    let record: serde_json::Value = serde_json::from_slice(&read_lake(&env, &format!("silver/_runs/{DATE}.json")).unwrap()).unwrap();
+    let mut covered: Vec<&str> = record["feeds"].as_array().unwrap().iter().map(|f| f["partner"].as_str().unwrap()).collect();
+    covered.sort();
+    covered.dedup();
+    assert_eq!(covered, ["acme", "initech", "stark", "umbrella"], "the killed shard's partners are not in the record");
+    let g = medallion(&env, &["gold", "--date", DATE, "--warehouse", &wh_a]);
+    assert!(g.code == 1 && g.stderr.contains("has not run for partners globex, hooli"), "{}", g.stderr);
+
+    shard(SHARDS[1]).ok();
+    medallion(&env, &["gold", "--date", DATE, "--warehouse", &wh_a, "-q"]).ok();
+    assert_same(&env, &wh_a, &whole, &wh_b);
+}
