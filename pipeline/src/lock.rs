@@ -116,6 +116,20 @@ pub fn partner_lock_path(partner: &str) -> Path {
     Path::from(format!("{SHARD_LOCK_DIR}/partner={partner}.json"))
 }
 
+/// What a lock object is, for messages: "lake lock", "lock of partner p", …
+fn lock_name(path: &Path) -> String {
+    if *path == lock_path() {
+        return "lake lock".into();
+    }
+    if *path == commit_lock_path() {
+        return "silver commit lock".into();
+    }
+    match path.filename().and_then(|f| f.strip_prefix("partner=")).and_then(|f| f.strip_suffix(".json")) {
+        Some(p) => format!("lock of partner {p}"),
+        None => format!("lock {path}"),
+    }
+}
+
 /// The short lake-wide lock a sharded silver run holds while it commits (see
 /// `orchestrate::silver_shard`).
 pub fn commit_lock_path() -> Path {
@@ -228,7 +242,7 @@ pub async fn release_if_ours(lake: &Location, path: &Path, token: &str) -> Resul
             Err(e) => Err(LockError::Store(format!("{}: {}", lake.describe(path), lake.classify(e)))),
         },
         Some((current, _)) => {
-            tracing::warn!("the lock {path} is no longer ours (now held by {}): left in place", current.describe());
+            tracing::warn!("the {} is no longer ours (now held by {}): left in place", lock_name(path), current.describe());
             Ok(false)
         }
         None => Ok(false),
@@ -307,7 +321,7 @@ impl LakeLock {
             }
             let Some((holder, version)) = read(lake, &path).await? else { continue };
             if let Some(why) = holder.stale() {
-                tracing::warn!("taking over a stale lock {path} held by {} ({why})", holder.describe());
+                tracing::warn!("taking over a stale {} held by {} ({why})", lock_name(&path), holder.describe());
                 took_over = Some((holder.clone(), why.clone()));
                 // Replace exactly the stale lock we read: if someone else took it over first,
                 // the conditional put fails and we look again.
@@ -333,14 +347,15 @@ impl LakeLock {
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(LockError::Held(format!(
-                    "the lake {} is locked ({path}) by {}; it is released when that run ends (a lock whose holder died is taken over after {} s without heartbeat)",
+                    "the lake {} is locked by {} (its {}); it is released when that run ends (a lock whose holder died is taken over after {} s without heartbeat)",
                     lake.display,
                     holder.describe(),
+                    lock_name(&path),
                     STALE_AFTER.as_secs()
                 )));
             }
             if !announced {
-                tracing::info!("waiting for the lock {path} held by {}", holder.describe());
+                tracing::info!("waiting for the {} held by {}", lock_name(&path), holder.describe());
                 announced = true;
             }
             tokio::time::sleep(Duration::from_millis(500).min(deadline.saturating_duration_since(tokio::time::Instant::now()).max(Duration::from_millis(50)))).await;
@@ -358,10 +373,10 @@ impl LakeLock {
                 match heartbeat_once(&owned, &beat_path, &mut info).await {
                     Ok(Beat::Renewed) => {}
                     Ok(Beat::Lost(why)) => {
-                        tracing::error!("lost the lock {beat_path} ({why}): another run took it over; heartbeat stopped");
+                        tracing::error!("lost the {} ({why}): another run took it over; heartbeat stopped", lock_name(&beat_path));
                         return;
                     }
-                    Err(LockError::Store(e)) | Err(LockError::Held(e)) => tracing::warn!("lock {beat_path} heartbeat failed: {e}"),
+                    Err(LockError::Store(e)) | Err(LockError::Held(e)) => tracing::warn!("{} heartbeat failed: {e}", lock_name(&beat_path)),
                 }
             }
         });
@@ -372,7 +387,7 @@ impl LakeLock {
         self.heartbeat.abort();
         self.released = true;
         if let Err(LockError::Store(e)) | Err(LockError::Held(e)) = release_if_ours(&self.lake, &self.path, &self.token).await {
-            tracing::warn!("could not release the lock {}: {e}", self.path);
+            tracing::warn!("could not release the {}: {e}", lock_name(&self.path));
         }
     }
 }
