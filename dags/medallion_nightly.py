@@ -1,4 +1,5 @@
-"""Airflow 3 DAGs that run the ``medallion`` binary: nightly bronze >> silver >> gold, weekly maintain.
+"""Airflow 3 DAGs that run the ``medallion`` binary: nightly bronze >> silver >> gold (whole, or
+sharded by partner), weekly maintain.
 
 ``medallion_nightly``
     At 01:00 UTC every day, for the business date that just ended, runs
@@ -13,6 +14,24 @@
     ``catchup=False``: a new deployment does not backfill; use ``medallion backfill`` (or
     ``airflow backfill create``) for older dates. One run at a time (silver for a date builds
     on the state the previous date left).
+
+``medallion_sharded``
+    The same night at scale: bronze and silver mapped over partner shards with dynamic task
+    mapping (``.expand``), then gold once. ``plan`` splits the date's partners into
+    ``params.shards`` groups (round-robin over the sorted ids); each mapped ``shard`` task runs
+    ``medallion run --stages bronze,silver --date {{ ds }} --partners a,b,…`` (a worker per
+    shard, possibly on different machines against one S3 lake: each holds only its partners'
+    locks, and silver commits under a short lake-wide commit lock); ``gold`` runs
+    ``medallion run --stages gold`` after every shard (``none_failed``: shards without feeds
+    are skipped) and refuses, naming them, if partners with landed feeds have not completed
+    silver. Unscheduled (``schedule=None``): trigger it, or give it the nightly timetable
+    and pause ``medallion_nightly`` (both on would process each date twice).
+    Params (``airflow dags trigger --conf`` / ``dags test --conf``):
+    ``partners`` a list of partner ids (default: the Airflow Variable ``medallion_partners``,
+    comma-separated; else the partner folders that have files for ``{{ ds }}`` in a local
+    landing zone; an S3 landing zone needs one of the two), ``shards`` the number of groups
+    (default 4), ``engine`` the gold engine (default: Variable ``medallion_engine``; passed
+    to gold as ``MEDALLION_ENGINE`` when not empty, e.g. ``df://scheduler:50050``).
 
 ``medallion_maintain``
     Sundays at 04:00 UTC (after the nightly run): ``medallion maintain`` compacts, vacuums and
@@ -61,10 +80,13 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import cached_property
 
+import os
+import re
+
 import pendulum
 from airflow.providers.standard.hooks.subprocess import SubprocessHook
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param, task
 
 try:  # Airflow >= 3.1
     from airflow.sdk import CronDataIntervalTimetable, CronTriggerTimetable
@@ -161,3 +183,87 @@ with DAG(
     doc_md=__doc__,
 ) as maintain_dag:
     medallion_task("maintain", "maintain")
+
+
+# Partner ids (CONTRACT section 1): they become command-line arguments and path components.
+PARTNER_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def landing_partners(landing: str, ds: str) -> list[str]:
+    """The partners with at least one file for ``ds`` in a local landing zone."""
+    if "://" in landing and not landing.startswith("file://"):
+        raise ValueError(
+            f"cannot list the partners of the landing zone {landing!r} from Airflow: "
+            "give the partners as the param 'partners' or the Variable 'medallion_partners'"
+        )
+    root = landing.removeprefix("file://")
+    found = set()
+    if os.path.isdir(root):
+        for partner in os.listdir(root):
+            pdir = os.path.join(root, partner)
+            if not PARTNER_ID.match(partner) or not os.path.isdir(pdir):
+                continue
+            if any(os.path.isdir(os.path.join(pdir, ds_dir, ds)) for ds_dir in os.listdir(pdir)):
+                found.add(partner)
+    return sorted(found)
+
+
+def shard_groups(partners: list[str], shards: int) -> list[str]:
+    """``shards`` comma-separated groups of the sorted partner ids, round-robin, none empty."""
+    bad = [p for p in partners if not PARTNER_ID.match(p)]
+    if bad:
+        raise ValueError(f"invalid partner ids {bad}: ids must match {PARTNER_ID.pattern}")
+    ids = sorted(set(partners))
+    n = max(1, min(int(shards), len(ids)))
+    return [",".join(ids[i::n]) for i in range(n)] if ids else []
+
+
+with DAG(
+    dag_id="medallion_sharded",
+    description="medallion bronze + silver mapped over partner shards, then gold once",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 11, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={
+        "partners": Param([], type="array", description="partner ids; empty: Variable medallion_partners, else the landing zone's"),
+        "shards": Param(4, type="integer", minimum=1, description="number of partner groups run side by side"),
+        "engine": Param("", type="string", description="gold engine (MEDALLION_ENGINE), e.g. df://host:50050; empty: Variable medallion_engine"),
+    },
+    tags=["medallion"],
+    doc_md=__doc__,
+) as sharded:
+
+    @task
+    def plan(ds=None, params=None) -> list[str]:
+        """One ``medallion run`` command per shard of the date's partners."""
+        from airflow.sdk import Variable
+
+        partners = list(params.get("partners") or [])
+        if not partners:
+            configured = Variable.get("medallion_partners", default="") or ""
+            partners = [p.strip() for p in configured.split(",") if p.strip()]
+        if not partners:
+            partners = landing_partners(os.environ.get("MEDALLION_LANDING", "./landing"), ds)
+        groups = shard_groups(partners, params.get("shards") or 4)
+        print(f"{ds}: {len(partners)} partners in {len(groups)} shards: {groups}")
+        return [f"exec {MEDALLION} run --stages bronze,silver --date {ds} --partners {g}" for g in groups]
+
+    # The operator's defaults spelled out: a mapped operator's arguments are its partial's.
+    shards = MedallionOperator.partial(
+        task_id="shard", skip_on_exit_code=EXIT_NOTHING_TO_DO, env={}, append_env=True
+    ).expand(bash_command=plan())
+    gold_engine = MedallionOperator(
+        task_id="gold",
+        # The engine only when one is configured: the value stays in the environment (never in
+        # the shell text), and an unset MEDALLION_ENGINE keeps the binary's default.
+        bash_command=(
+            '[ -z "$MEDALLION_GOLD_ENGINE" ] || export MEDALLION_ENGINE="$MEDALLION_GOLD_ENGINE"; '
+            f"exec {MEDALLION} run --stages gold --date {{{{ ds }}}}"
+        ),
+        env={"MEDALLION_GOLD_ENGINE": "{{ params.engine or var.value.get('medallion_engine', '') }}"},
+        trigger_rule="none_failed",
+        execution_timeout=timedelta(hours=1),
+    )
+    shards >> gold_engine

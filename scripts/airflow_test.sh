@@ -23,7 +23,11 @@
 #      so are silver and gold; the run is not failed;
 #   4. a configuration error (exit code 2) fails bronze at once, without retries, and fails
 #      the run;
-#   5. medallion_maintain succeeds.
+#   5. medallion_maintain succeeds;
+#   6. medallion_sharded for 2026-11-19 with 4 partners in 2 shards (--conf '{"shards": 2}'):
+#      plan, both mapped shard tasks (bronze+silver --partners) and gold succeed, and every
+#      gold table in its SQLite warehouse equals that of one unsharded `medallion run` of the
+#      same feeds.
 #
 # Environment: MEDALLION_KEEP=1 keeps the temporary folder (lake, Airflow home, logs);
 # MEDALLION_AIRFLOW_TEST_TIMEOUT (default 600 s) bounds each `airflow dags test` (a retried
@@ -212,12 +216,14 @@ for t in json.loads(sys.argv[3] or "[]"):
 state_of() { awk -v k="$1" '$1 == k { print $2 }' <<<"$STATES"; }
 is_state() { [ "$(state_of "$1")" = "$2" ]; }
 
-# dags_test NAME DAG_ID DATE: runs `airflow dags test`, output in $LOGS/NAME.log; sets
-# DAGS_TEST_RC, DAGS_TEST_SECONDS and STATES.
+# dags_test NAME DAG_ID DATE [CONF]: runs `airflow dags test` (with --conf CONF when given),
+# output in $LOGS/NAME.log; sets DAGS_TEST_RC, DAGS_TEST_SECONDS and STATES.
 dags_test() {
   local t0=$SECONDS
+  local conf=()
+  [ -z "${4:-}" ] || conf=(--conf "$4")
   set +e
-  timeout "$DAGS_TEST_TIMEOUT" "$AIRFLOW" dags test "$2" "$3" >"$LOGS/$1.log" 2>&1
+  timeout "$DAGS_TEST_TIMEOUT" "$AIRFLOW" dags test "${conf[@]}" "$2" "$3" >"$LOGS/$1.log" 2>&1
   DAGS_TEST_RC=$?
   set -e
   DAGS_TEST_SECONDS=$((SECONDS - t0))
@@ -255,11 +261,11 @@ errors="$(af_json dags list-import-errors --local)"
 dags="$(af_json dags list --local)"
 check "dags/ imports without errors" [ "$errors" = "[]" ]
 [ "$errors" = "[]" ] || log "import errors: $errors"
-check "DAGs medallion_nightly and medallion_maintain are defined" \
+check "DAGs medallion_nightly, medallion_sharded and medallion_maintain are defined" \
   "$VENV/bin/python" -c '
 import json, sys
 ids = {d["dag_id"] for d in json.loads(sys.argv[1] or "[]")}
-sys.exit(0 if {"medallion_nightly", "medallion_maintain"} <= ids else 1)' "$dags"
+sys.exit(0 if {"medallion_nightly", "medallion_sharded", "medallion_maintain"} <= ids else 1)' "$dags"
 
 # 2. A day with feeds: bronze >> silver >> gold, all successful, gold published to the warehouse.
 dags_test nightly medallion_nightly "$DAY"
@@ -309,7 +315,37 @@ dags_test maintain medallion_maintain "$DAY"
 check "medallion_maintain: task maintain succeeded" is_state maintain success
 is_state maintain success || show_log maintain
 
+# 6. The sharded DAG: bronze+silver mapped over 2 shards of 4 partners, then gold; its gold
+# equals one unsharded run's of the same feeds.
+SHARD_LANDING="$WORK/landing-sharded"
+medallion generate-sharded generate --partners 4 --days 1 --start-date "$DAY" --out "$SHARD_LANDING"
+MEDALLION_LAKE="$WORK/lake-whole" MEDALLION_LANDING="$SHARD_LANDING" medallion whole-run run --date "$DAY"
+MEDALLION_LAKE="$WORK/lake-sharded" MEDALLION_LANDING="$SHARD_LANDING" \
+  dags_test sharded medallion_sharded "$DAY" '{"shards": 2}'
+SHARDED_SECONDS=$DAGS_TEST_SECONDS
+check "sharded: task plan succeeded" is_state plan success
+check "sharded: 2 mapped shard tasks succeeded" eval '[ "$(state_of shard | grep -c "^success$")" = 2 ]'
+check "sharded: the shards ran with --partners" grep -q -- "--partners acme,initech" "$LOGS/sharded.log"
+check "sharded: task gold succeeded" is_state gold success
+check "sharded: the DAG run succeeded" eval '[ "$DAGS_TEST_RC" = 0 ] && is_state run success'
+same="$("$VENV/bin/python" - "$WORK/lake-sharded/warehouse.db" "$WORK/lake-whole/warehouse.db" <<'EOF' 2>&1 || true
+import sqlite3, sys
+def gold(path):
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'medallion%' ORDER BY name")]
+    return {n: sorted(map(repr, con.execute(f'SELECT * FROM "{n}"'))) for n in names}
+try:
+    a, b = gold(sys.argv[1]), gold(sys.argv[2])
+    rows = sum(len(v) for v in b.values())
+    print(f"same ({len(b)} tables, {rows} rows)" if a == b and rows > 0 else f"differ: {sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))} ({rows} rows)")
+except sqlite3.Error as e:
+    print(f"{type(e).__name__}: {e}")
+EOF
+)"
+check "sharded: gold equals an unsharded run's: $same" eval '[[ "$same" == same* ]]'
+is_state gold success || show_log sharded
+
 echo "airflow_test: Airflow $AIRFLOW_VERSION; install ${INSTALL_SECONDS}s (0 = venv reused);" \
-  "dags test: nightly ${NIGHTLY_SECONDS}s, no-feeds ${EMPTY_SECONDS}s; total ${SECONDS}s"
+  "dags test: nightly ${NIGHTLY_SECONDS}s, no-feeds ${EMPTY_SECONDS}s, sharded ${SHARDED_SECONDS}s; total ${SECONDS}s"
 echo "airflow: $passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -1,5 +1,6 @@
 //! Landing each discovered file of a run date: hash, claim, raw copy, checks, Parquet.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -85,8 +86,24 @@ pub async fn land_date(
     concurrency: usize,
     on_feed: &(dyn Fn(&FeedOutcome) + Sync),
 ) -> Result<LandReport, BronzeError> {
-    let (candidates, ignored) = discover(landing, date).await?;
-    let mut report = land_candidates(landing, lake, date, candidates, concurrency, on_feed).await?;
+    land_date_partners(landing, lake, date, None, concurrency, on_feed).await
+}
+
+/// [`land_date`] for the files of `partners` only (all partners when `None`): a sharded run
+/// lands, and repairs the interrupted landings of, its own partners and nothing else.
+pub async fn land_date_partners(
+    landing: &Location,
+    lake: &Location,
+    date: RunDate,
+    partners: Option<&BTreeSet<String>>,
+    concurrency: usize,
+    on_feed: &(dyn Fn(&FeedOutcome) + Sync),
+) -> Result<LandReport, BronzeError> {
+    let (mut candidates, ignored) = discover(landing, date).await?;
+    if let Some(p) = partners {
+        candidates.retain(|c| p.contains(&c.partner));
+    }
+    let mut report = land_candidates(landing, lake, date, candidates, partners, concurrency, on_feed).await?;
     report.date = Some(date);
     report.ignored.splice(0..0, ignored);
     Ok(report)
@@ -104,6 +121,7 @@ async fn land_candidates(
     lake: &Location,
     date: RunDate,
     candidates: Vec<Candidate>,
+    partners: Option<&BTreeSet<String>>,
     concurrency: usize,
     on_feed: &(dyn Fn(&FeedOutcome) + Sync),
 ) -> Result<LandReport, BronzeError> {
@@ -131,7 +149,8 @@ async fn land_candidates(
     let present: std::collections::HashSet<(&str, Dataset, &str)> =
         hashed.iter().map(|(c, sha, _, _)| (c.partner.as_str(), c.dataset, sha.as_str())).collect();
     for mut rec in registry.feeds_for_date(date).await? {
-        if rec.status == FeedStatus::Landing && !present.contains(&(rec.partner.as_str(), rec.dataset, rec.sha256.as_str())) {
+        let ours = partners.is_none_or(|p| p.contains(&rec.partner));
+        if ours && rec.status == FeedStatus::Landing && !present.contains(&(rec.partner.as_str(), rec.dataset, rec.sha256.as_str())) {
             rec.status = FeedStatus::Abandoned;
             rec.reason = Some(CHANGED_WHILE_LANDING.into());
             rec.detail = Some("an interrupted landing whose content is no longer in the landing zone (the file was replaced or removed); its current content, if any, is a new feed".into());

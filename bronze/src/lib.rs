@@ -12,7 +12,7 @@ mod sink;
 
 pub use discover::{discover, Candidate, Ignored, NOT_A_REGULAR_FILE, RESERVED_FOLDERS};
 pub use ingest::{ingest_files, ingest_stream, FeedTarget, IngestError, Ingested, UPLOADS_DIR};
-pub use land::{hash_file, land_date, FeedOutcome, LandAction, LandReport, CHANGED_WHILE_LANDING};
+pub use land::{hash_file, land_date, land_date_partners, FeedOutcome, LandAction, LandReport, CHANGED_WHILE_LANDING};
 pub use lake::registry::{FeedRecord, FeedStatus, Registry, RegistryError};
 pub use reland::{raw_feeds, reland_date};
 pub use sink::LINEAGE_COLUMNS;

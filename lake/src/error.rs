@@ -20,7 +20,10 @@ use object_store::client::{HttpError, HttpErrorKind};
 /// - `std::io::Error`: `ConnectionRefused`, `ConnectionReset`, `ConnectionAborted`,
 ///   `NotConnected`, `TimedOut`, `BrokenPipe`, `UnexpectedEof` and `Interrupted` are transient;
 /// - with the `delta` feature, `DeltaTableError::ObjectStore` and DataFusion's
-///   `ObjectStore`, `External`, `Context` and `Shared` errors are decided by what they wrap.
+///   `ObjectStore`, `External`, `Context` and `Shared` errors are decided by what they wrap;
+///   a Delta commit that lost to a concurrent writer (`VersionAlreadyExists`, a
+///   `CommitConflict` found by delta-rs's conflict checker, or `MaxCommitAttempts`) is
+///   transient: the stage retried reads the winner's version.
 pub fn is_transient(err: &(dyn Error + 'static)) -> bool {
     let mut current = Some(err);
     while let Some(e) = current {
@@ -68,9 +71,15 @@ fn decide(e: &(dyn Error + 'static)) -> Option<bool> {
             };
         }
         if let Some(dt) = e.downcast_ref::<deltalake::DeltaTableError>() {
-            if let deltalake::DeltaTableError::ObjectStore { source } = dt {
-                return Some(is_transient(source));
-            }
+            use deltalake::kernel::transaction::TransactionError;
+            return match dt {
+                deltalake::DeltaTableError::ObjectStore { source } => Some(is_transient(source)),
+                // Another writer committed first and its commit conflicts with this one (or won
+                // every retry): running the operation again reads the new version.
+                deltalake::DeltaTableError::VersionAlreadyExists(_) => Some(true),
+                deltalake::DeltaTableError::Transaction { source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_) } => Some(true),
+                _ => None,
+            };
         }
     }
     None

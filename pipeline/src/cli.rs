@@ -231,6 +231,9 @@ pub struct GenerateArgs {
 
 #[derive(clap::Args)]
 pub struct BronzeArgs {
+    /// Only these partners (comma-separated): a shard, run beside shards of other partners.
+    #[arg(long, value_delimiter = ',')]
+    pub partners: Vec<String>,
     /// Run date (YYYY-MM-DD).
     #[arg(long)]
     pub date: RunDate,
@@ -247,6 +250,9 @@ pub struct BronzeArgs {
 
 #[derive(clap::Args)]
 pub struct SilverArgs {
+    /// Only these partners (comma-separated): a shard, run beside shards of other partners.
+    #[arg(long, value_delimiter = ',')]
+    pub partners: Vec<String>,
     /// Run date (YYYY-MM-DD).
     #[arg(long)]
     pub date: RunDate,
@@ -273,6 +279,9 @@ pub struct GoldArgs {
 
 #[derive(clap::Args)]
 pub struct RunArgs {
+    /// Only these partners (comma-separated): a shard, run beside shards of other partners.
+    #[arg(long, value_delimiter = ',')]
+    pub partners: Vec<String>,
     #[arg(long)]
     pub date: RunDate,
     /// Stages to run, in order (comma-separated).

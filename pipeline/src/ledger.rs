@@ -15,7 +15,20 @@ use serde::Serialize;
 
 /// The ledger's migrations (version 3 was applied by the warehouse itself before the ledger
 /// owned it: same version, name and statements, so existing warehouses see no change).
-pub const MIGRATIONS: &[Migration] = &[Migration { version: 3, name: "run ledger", sql: run_ledger_ddl }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 3, name: "run ledger", sql: run_ledger_ddl },
+    Migration { version: 4, name: "run partners", sql: run_partners_ddl },
+];
+
+/// Migration 4: the partner set of a sharded run (`--partners`), comma-separated; NULL for a
+/// run of every partner.
+pub fn run_partners_ddl(d: Dialect) -> Vec<String> {
+    let mut v = vec![format!("ALTER TABLE {} ADD COLUMN partners TEXT", d.table("medallion", "runs"))];
+    if d == Dialect::Postgres {
+        v.push("COMMENT ON COLUMN medallion.runs.partners IS 'The partners of a sharded run (--partners), comma-separated; NULL when the run covered every partner.'".into());
+    }
+    v
+}
 
 /// Migration 3: the run ledger (`medallion status` reads it): runs, their per-stage jobs, the
 /// feed registry with each feed's reconciliation, and the products diff per run date.
@@ -111,6 +124,15 @@ async fn insert_run(wh: &mut Warehouse, run_id: &str, date: RunDate, kind: &str,
     wh.execute_all(&statements).await.map(|_| ())
 }
 
+/// Records the partner set of a sharded run.
+pub async fn set_partners(wh: &mut Warehouse, run_id: &str, partners: &std::collections::BTreeSet<String>) -> Result<(), WarehouseError> {
+    migrate(wh).await?;
+    let list = partners.iter().cloned().collect::<Vec<_>>().join(",");
+    let mut a = Args::default();
+    let sql = format!("UPDATE {} SET partners = {} WHERE run_id = {}", t(wh, "runs"), a.p(Param::text(&list)), a.p(Param::text(run_id)));
+    wh.execute_all(&[stmt(sql, a)]).await.map(|_| ())
+}
+
 pub async fn job(
     wh: &mut Warehouse,
     run_id: &str,
@@ -199,12 +221,27 @@ pub async fn abandon_runs(wh: &mut Warehouse, host: &str, pid: u32, why: &str) -
 }
 
 /// Mirrors the feed registry of `date`, with silver's reconciliation when there is one, and
-/// the products diff (in one transaction).
-pub async fn sync_feeds(wh: &mut Warehouse, date: RunDate, feeds: &[lake::registry::FeedRecord], silver: Option<&silver::SilverReport>) -> Result<(), WarehouseError> {
+/// the products diff (in one transaction). With `partners` (a sharded run), only their rows are replaced, so shards of one date
+/// syncing at once touch disjoint rows.
+pub async fn sync_feeds_of(
+    wh: &mut Warehouse,
+    date: RunDate,
+    feeds: &[lake::registry::FeedRecord],
+    silver: Option<&silver::SilverReport>,
+    partners: Option<&std::collections::BTreeSet<String>>,
+) -> Result<(), WarehouseError> {
     migrate(wh).await?;
+    // `AND partner_id IN (…)` for a shard, each id a bound parameter.
+    let scope = |a: &mut Args| match partners {
+        None => String::new(),
+        Some(p) => format!(" AND partner_id IN ({})", p.iter().map(|x| a.p(Param::text(x))).collect::<Vec<_>>().join(", ")),
+    };
+    let ours = |partner: &str| partners.is_none_or(|p| p.contains(partner));
     let mut a = Args::default();
-    let mut statements = vec![stmt(format!("DELETE FROM {} WHERE run_date = {}", t(wh, "feeds"), a.p(Param::date(&date.to_string()))), a)];
-    for f in feeds {
+    let date_param = a.p(Param::date(&date.to_string()));
+    let sql = format!("DELETE FROM {} WHERE run_date = {date_param}{}", t(wh, "feeds"), scope(&mut a));
+    let mut statements = vec![stmt(sql, a)];
+    for f in feeds.iter().filter(|f| ours(&f.partner)) {
         let rec = silver.and_then(|s| s.feeds.iter().find(|x| x.feed_id == f.feed_id));
         let mut a = Args::default();
         let sql = format!(
@@ -229,8 +266,10 @@ pub async fn sync_feeds(wh: &mut Warehouse, date: RunDate, feeds: &[lake::regist
     }
     if let Some(s) = silver {
         let mut a = Args::default();
-        statements.push(stmt(format!("DELETE FROM {} WHERE run_date = {}", t(wh, "product_diffs"), a.p(Param::date(&date.to_string()))), a));
-        for d in &s.product_changes {
+        let date_param = a.p(Param::date(&date.to_string()));
+        let sql = format!("DELETE FROM {} WHERE run_date = {date_param}{}", t(wh, "product_diffs"), scope(&mut a));
+        statements.push(stmt(sql, a));
+        for d in s.product_changes.iter().filter(|d| ours(&d.partner)) {
             let mut a = Args::default();
             let sql = format!(
                 "INSERT INTO {} (run_date, partner_id, inserted, updated, unchanged, skipped, duplicate) VALUES ({}, {}, {}, {}, {}, {}, {})",
@@ -332,16 +371,20 @@ fn objects(cols: &[&str], rows: Vec<Vec<Option<String>>>) -> Vec<serde_json::Val
 /// The ledger, read only (nothing is created: a warehouse without the ledger's tables has no
 /// runs yet). A run recorded as running whose process does not hold the live lake lock
 /// (`holder`) died without a word: it is shown as `abandoned` (the next run records it so).
-pub async fn status(wh: &mut Warehouse, date: Option<RunDate>, limit: usize, holder: Option<&crate::lock::LockInfo>) -> Result<Status, WarehouseError> {
+pub async fn status(wh: &mut Warehouse, date: Option<RunDate>, limit: usize, holders: &[crate::lock::LockInfo]) -> Result<Status, WarehouseError> {
     if !wh.table_exists("medallion", "runs").await? {
         return Ok(Status::default());
     }
     let d = wh.dialect();
+    // Read-only: a ledger that predates migration 4 has no `partners` column yet.
+    let migrations = d.table("medallion", "schema_migrations");
+    let has_partners = !wh.query_rows(&format!("SELECT version FROM {migrations} WHERE version = $1"), &[Param::int(4)]).await?.is_empty();
+    let partners_col = if has_partners { "partners" } else { "CAST(NULL AS TEXT)" };
     let mut a = Args::default();
     let filter = date.map(|x| format!(" WHERE run_date = {}", a.p(Param::date(&x.to_string())))).unwrap_or_default();
-    let run_cols = ["run_id", "run_date", "kind", "status", "started_at", "finished_at", "host", "pid", "error"];
+    let run_cols = ["run_id", "run_date", "kind", "status", "started_at", "finished_at", "host", "pid", "error", "partners"];
     let sql = format!(
-        "SELECT run_id, CAST(run_date AS TEXT), kind, status, {}, {}, host, CAST(pid AS TEXT), error FROM {}{filter} ORDER BY started_at DESC LIMIT {}",
+        "SELECT run_id, CAST(run_date AS TEXT), kind, status, {}, {}, host, CAST(pid AS TEXT), error, {partners_col} FROM {}{filter} ORDER BY started_at DESC LIMIT {}",
         d.text("started_at"),
         d.text("finished_at"),
         t(wh, "runs"),
@@ -350,7 +393,7 @@ pub async fn status(wh: &mut Warehouse, date: Option<RunDate>, limit: usize, hol
     let mut runs = objects(&run_cols, wh.query_rows(&sql, &a.0).await?);
     for r in runs.iter_mut() {
         let (host, pid) = (r["host"].as_str().unwrap_or_default().to_string(), r["pid"].as_i64().unwrap_or_default());
-        if r["status"] == JobStatus::Running.as_str() && !crate::lock::run_alive(holder, &host, pid) {
+        if r["status"] == JobStatus::Running.as_str() && !crate::lock::run_alive_any(holders, &host, pid) {
             r["status"] = JobStatus::Abandoned.as_str().into();
             if r["error"].is_null() {
                 r["error"] = format!("abandoned: its process (pid {pid} on {host}) no longer holds the lake lock; the next run records it").into();
@@ -429,7 +472,7 @@ mod tests {
             job(&mut wh, "r'1", "bronze", JobStatus::Completed, 1, Some(5), Some(&serde_json::json!({"a": "it's"})), None).await.unwrap();
             finish_run(&mut wh, "r'1", JobStatus::Failed, Some("silver: it's broken")).await.unwrap();
             assert_eq!(last_done_date(&mut wh).await.unwrap(), None);
-            let st = status(&mut wh, Some(d("2026-11-18")), 10, None).await.unwrap();
+            let st = status(&mut wh, Some(d("2026-11-18")), 10, &[]).await.unwrap();
             assert_eq!(st.runs.len(), 1);
             let r = &st.runs[0];
             assert_eq!((r["run_id"].as_str(), r["status"].as_str(), r["error"].as_str()), (Some("r'1"), Some("failed"), Some("silver: it's broken")));
@@ -439,7 +482,7 @@ mod tests {
             assert_eq!(jobs[0]["rows"].as_i64(), Some(5), "counts are JSON numbers");
             assert_eq!(r["pid"].as_i64(), Some(std::process::id() as i64));
             assert!(jobs[0]["started_at"].as_str().is_some() && jobs[0]["finished_at"].as_str().is_some());
-            assert!(status(&mut wh, Some(d("2026-11-19")), 10, None).await.unwrap().runs.is_empty());
+            assert!(status(&mut wh, Some(d("2026-11-19")), 10, &[]).await.unwrap().runs.is_empty());
             wh.close().await;
         });
         let _ = std::fs::remove_dir_all(&dir);

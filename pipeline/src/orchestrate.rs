@@ -2,7 +2,14 @@
 //! ledger and a stage that failed for a transient reason is retried with exponential backoff
 //! and full jitter. Every command that runs a stage (`bronze`, `silver`, `gold`, `run`,
 //! `backfill`, `schedule`, `demo`) goes through [`run_date`].
+//!
+//! A sharded run (`--partners`, [`StageOptions::partners`]) holds the locks of its partners
+//! instead of the lake lock (see `lock.rs`), runs bronze and silver for those partners only,
+//! and commits silver under the short lake-wide silver commit lock ([`run_silver`]); it never
+//! runs gold. Gold, whoever runs it, refuses a date whose silver record does not cover every
+//! partner with landed feeds ([`gold_ready`]), naming the missing partners.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +31,8 @@ pub struct StageOptions {
     pub copy_format: gold::warehouse::CopyFormat,
     /// Bronze re-lands the date's feeds from the lake's raw copies, not the landing zone.
     pub bronze_from_raw: bool,
+    /// A sharded run: bronze and silver for these partners only, under their partner locks.
+    pub partners: Option<BTreeSet<String>>,
 }
 
 impl Default for StageOptions {
@@ -33,6 +42,7 @@ impl Default for StageOptions {
             full: false,
             copy_format: gold::warehouse::CopyFormat::Binary,
             bronze_from_raw: false,
+            partners: None,
         }
     }
 }
@@ -167,10 +177,31 @@ pub async fn run_locked(ctx: &RunContext, date: RunDate, kind: &str, stages: &[S
 
 /// [`run_locked`] for a [`RunSpec`] (a queued run's id, a cancellation flag).
 pub async fn run_locked_spec(ctx: &RunContext, spec: &RunSpec<'_>, command: &str) -> Result<RunOutcome, Failure> {
-    let guard = take_lock(ctx, command).await?;
+    let Some(partners) = &ctx.options.partners else {
+        let guard = take_lock(ctx, command).await?;
+        let result = async {
+            let mut wh = connect(ctx).await.inspect_err(|f| crate::notify::run_failed(spec.date, None, &f.message))?;
+            abandon_dead_holder(&mut wh, &guard).await;
+            let r = run_spec(ctx, &mut wh, spec).await;
+            wh.close().await;
+            r
+        }
+        .await;
+        guard.release().await;
+        return result;
+    };
+    if spec.stages.contains(&Stage::Gold) {
+        return Err(Failure::usage(format!(
+            "--partners runs bronze and silver of a shard; gold covers every partner: run `medallion gold --date {}` once every shard has finished",
+            spec.date
+        )));
+    }
+    let guard = lock::PartnerLocks::acquire(&ctx.lake, partners, command, ctx.lock_wait).await.map_err(Failure::from)?;
     let result = async {
         let mut wh = connect(ctx).await.inspect_err(|f| crate::notify::run_failed(spec.date, None, &f.message))?;
-        abandon_dead_holder(&mut wh, &guard).await;
+        for (holder, why) in guard.took_over() {
+            abandon_holder(&mut wh, holder, why).await;
+        }
         let r = run_spec(ctx, &mut wh, spec).await;
         wh.close().await;
         r
@@ -180,10 +211,57 @@ pub async fn run_locked_spec(ctx: &RunContext, spec: &RunSpec<'_>, command: &str
     result
 }
 
+/// Parses `--partners a,b,…`: each id valid (CONTRACT §1), at least one; `None` when absent.
+pub fn partner_set(list: &[String]) -> Result<Option<BTreeSet<String>>, Failure> {
+    if list.is_empty() {
+        return Ok(None);
+    }
+    let mut set = BTreeSet::new();
+    for p in list.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        schemas::contract::validate_partner_id(p).map_err(|m| Failure::usage(format!("--partners: {m}")))?;
+        set.insert(p.to_string());
+    }
+    if set.is_empty() {
+        return Err(Failure::usage("--partners: give at least one partner id"));
+    }
+    Ok(Some(set))
+}
+
+/// Silver for `date`: the whole date, or, for a sharded run, its partners: prepared side by
+/// side with other shards, then committed under the silver commit lock (so a shard's commits
+/// are one contiguous range of table versions its run record can undo; Delta's conflict
+/// checker still guards each commit, and a lost commit race is a transient error).
+pub async fn run_silver(ctx: &RunContext, date: RunDate) -> Result<silver::SilverReport, silver::SilverError> {
+    let Some(partners) = &ctx.options.partners else { return silver::run_silver(&ctx.lake, date).await };
+    let prepared = silver::prepare_shard(&ctx.lake, date, partners).await?;
+    let command = format!("medallion silver --date {date} --partners {} (commit)", partners.iter().cloned().collect::<Vec<_>>().join(","));
+    let commit = lock::LakeLock::acquire_at(&ctx.lake, lock::commit_lock_path(), &command, ctx.lock_wait).await.map_err(|e| match e {
+        lock::LockError::Held(message) => silver::SilverError::CommitLock { message, transient: false },
+        lock::LockError::Store(message) => silver::SilverError::CommitLock { message, transient: true },
+    })?;
+    let r = silver::commit_shard(&ctx.lake, prepared).await;
+    commit.release().await;
+    r
+}
+
+/// Whether gold may publish `date`: silver's record of the date covers every partner with
+/// feeds landed that date (every shard has completed silver).
+pub async fn gold_ready(ctx: &RunContext, date: RunDate) -> Result<(), silver::SilverError> {
+    let missing = silver::missing_partners(&ctx.lake, date).await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(silver::SilverError::ShardsIncomplete { date: date.to_string(), missing })
+}
+
 /// When `guard` took over a stale lock, the dead holder's runs still recorded as running are
 /// marked abandoned (best effort: the ledger is a record, the run goes on either way).
 pub async fn abandon_dead_holder(wh: &mut gold::Warehouse, guard: &lock::LakeLock) {
     let Some((holder, why)) = &guard.took_over else { return };
+    abandon_holder(wh, holder, why).await;
+}
+
+async fn abandon_holder(wh: &mut gold::Warehouse, holder: &lock::LockInfo, why: &str) {
     match ledger::abandon_runs(wh, &holder.host, holder.pid, why).await {
         Ok(ids) => {
             for id in ids {
@@ -277,6 +355,9 @@ pub async fn run_spec(ctx: &RunContext, wh: &mut gold::Warehouse, spec: &RunSpec
         None => {
             let id = new_run_id(date);
             ledger::start_run(wh, &id, date, spec.kind, &names).await?;
+            if let Some(p) = &ctx.options.partners {
+                ledger::set_partners(wh, &id, p).await?;
+            }
             id
         }
     };

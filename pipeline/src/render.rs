@@ -57,6 +57,9 @@ pub fn print_status(st: &ledger::Status) {
             .map(|a| a.iter().map(|j| format!("{} {}{}", s(j, "stage"), s(j, "status"), if s(j, "attempts").parse::<u32>().unwrap_or(1) > 1 { format!(" ({} attempts)", s(j, "attempts")) } else { String::new() })).collect())
             .unwrap_or_default();
         println!("{:<40} {:<10} {:<9} {:<10} {:<24} {}", s(r, "run_id"), s(r, "run_date"), s(r, "kind"), s(r, "status"), s(r, "started_at"), jobs.join(", "));
+        if let Some(p) = r["partners"].as_str() {
+            println!("    sharded run of partners {p}");
+        }
         if let Some(e) = r["error"].as_str() {
             println!("    {}: {e}", s(r, "status"));
         }

@@ -167,7 +167,7 @@ impl Stage {
                     bronze::reland_date(&ctx.lake, date, ctx.options.concurrency, &on_feed).await?
                 } else {
                     let landing = ctx.landing.as_ref().ok_or_else(|| StageError::Config("bronze needs a landing zone".into()))?;
-                    bronze::land_date(landing, &ctx.lake, date, ctx.options.concurrency, &on_feed).await?
+                    bronze::land_date_partners(landing, &ctx.lake, date, ctx.options.partners.as_ref(), ctx.options.concurrency, &on_feed).await?
                 };
                 for ig in &report.ignored {
                     tracing::warn!("ignored {}: {}", ig.path, ig.reason);
@@ -176,28 +176,33 @@ impl Stage {
             }
             Stage::Silver => {
                 let registry = bronze::Registry::new(&ctx.lake);
-                match silver::run_silver(&ctx.lake, date).await {
+                let partners = ctx.options.partners.as_ref();
+                match crate::orchestrate::run_silver(ctx, date).await {
                     Ok(r) => {
                         for rec in &r.recovered {
                             tracing::warn!("recovered from an interrupted run: {rec}");
                         }
                         let feeds = registry.feeds_for_date(date).await.map_err(bronze::BronzeError::from)?;
-                        ledger::sync_feeds(wh, date, &feeds, Some(&r)).await?;
+                        ledger::sync_feeds_of(wh, date, &feeds, Some(&r), partners).await?;
                         Ok(StageReport::Silver(Box::new(r)))
                     }
                     Err(silver::SilverError::NothingToDo(d)) => {
                         let feeds = registry.feeds_for_date(date).await.map_err(bronze::BronzeError::from)?;
-                        ledger::sync_feeds(wh, date, &feeds, None).await?;
+                        ledger::sync_feeds_of(wh, date, &feeds, None, partners).await?;
                         Ok(StageReport::Skipped(format!("no feeds were landed for {d} (run bronze first)")))
                     }
                     Err(e) => Err(e.into()),
                 }
             }
-            Stage::Gold => match gold::run_gold(&ctx.lake, wh, date, &gold::GoldOptions { full: ctx.options.full }).await {
-                Ok(r) => Ok(StageReport::Gold(Box::new(r))),
-                Err(gold::GoldError::NothingToDo(m)) => Ok(StageReport::Skipped(m)),
-                Err(e) => Err(e.into()),
-            },
+            Stage::Gold => {
+                // Every shard of the date must have completed silver.
+                crate::orchestrate::gold_ready(ctx, date).await?;
+                match gold::run_gold(&ctx.lake, wh, date, &gold::GoldOptions { full: ctx.options.full }).await {
+                    Ok(r) => Ok(StageReport::Gold(Box::new(r))),
+                    Err(gold::GoldError::NothingToDo(m)) => Ok(StageReport::Skipped(m)),
+                    Err(e) => Err(e.into()),
+                }
+            }
         }
     }
 }

@@ -213,6 +213,11 @@ pub struct SilverRecord {
     /// Why the run failed (its writes were undone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// While a sharded run (`--partners`) of this date writes: the date's completed record of
+    /// the shards before it, put back if this shard fails or crashes (its own writes are
+    /// undone to `versions_before`). Absent from every completed record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_prior: Option<Box<SilverRecord>>,
 }
 
 impl SilverRecord {
@@ -231,6 +236,7 @@ impl SilverRecord {
             versions_before: BTreeMap::new(),
             versions_after: BTreeMap::new(),
             error: None,
+            shard_prior: None,
         }
     }
 }

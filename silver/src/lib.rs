@@ -11,6 +11,7 @@ mod maintain;
 mod products;
 mod recovery;
 pub mod run;
+mod shard;
 
 pub use lake::delta;
 pub use schemas::silver as tables;
@@ -18,6 +19,7 @@ pub use schemas::silver as tables;
 pub use maintain::{maintain_all, TableMaintenance};
 pub use recovery::{read_record, restore_before};
 pub use run::{run_silver, SilverReport};
+pub use shard::{commit_shard, missing_partners, prepare_shard, PreparedShard};
 pub use schemas::{FeedStats, ProductDiff, SilverRecord};
 
 use lake::registry::{FeedRecord, RegistryError};
@@ -29,6 +31,13 @@ pub enum SilverError {
     NothingToDo(String),
     #[error("{0}")]
     Input(String),
+    /// Gold for a sharded date waits for every partner with landed feeds to complete silver.
+    #[error("silver for {date} has not run for partners {} (their feeds are landed): every shard of the date must complete silver before gold (`medallion silver --date {date} --partners {}`)", .missing.join(", "), .missing.join(","))]
+    ShardsIncomplete { date: String, missing: Vec<String> },
+    /// A sharded run could not take the silver commit lock: held past the lock timeout, or
+    /// the lake unreachable (`transient`: retrying the stage may help).
+    #[error("the silver commit lock: {message}")]
+    CommitLock { message: String, transient: bool },
     #[error("reconciliation failed, nothing was published: {0}")]
     Reconciliation(String),
     #[error("{path}: {source}")]
@@ -61,6 +70,9 @@ impl SilverError {
 
     /// Whether retrying later may help ([`lake::is_transient`] on the cause).
     pub fn is_transient(&self) -> bool {
-        lake::is_transient(self)
+        match self {
+            SilverError::CommitLock { transient, .. } => *transient,
+            _ => lake::is_transient(self),
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Run records and time travel: reading and writing `silver/_runs/D.json`, undoing the writes
 //! of a failed or crashed run, and restoring silver to before a date for a backfill. After any
-//! of these, every silver table is at a version some completed run left it at.
+//! of these, every silver table is at a version some completed run left it at. An interrupted
+//! sharded run is undone the same way, and the record of the shards before it is put back.
 
 use std::collections::BTreeMap;
 
@@ -126,8 +127,14 @@ pub(crate) async fn recover_crashed_runs(lake: &Location, lh: &Lakehouse) -> Res
         let undone = rollback(lh, &rec.versions_before).await?;
         restored.extend(undone.into_iter().map(|u| format!("{u} (run {date} was interrupted)")));
         let mut rec = rec;
-        rec.status = RunStatus::Abandoned;
-        save_record(lake, &rec).await?;
+        match rec.shard_prior.take() {
+            // An interrupted shard: the record of the shards before it stands again.
+            Some(prior) => save_record(lake, &prior).await?,
+            None => {
+                rec.status = RunStatus::Abandoned;
+                save_record(lake, &rec).await?;
+            }
+        }
     }
     Ok(restored)
 }

@@ -114,7 +114,7 @@ pub async fn run_silver(lake: &Location, date: RunDate) -> Result<SilverReport, 
 
 /// The report of a re-run that applies nothing new: the same feeds and counts, a products diff
 /// of only `unchanged` (CONTRACT §2), no touched business dates.
-fn replayed(prev: SilverRecord, recovered: Vec<String>) -> SilverRecord {
+pub(crate) fn replayed(prev: SilverRecord, recovered: Vec<String>) -> SilverRecord {
     let product_changes = prev
         .product_changes
         .iter()
@@ -131,15 +131,28 @@ fn replayed(prev: SilverRecord, recovered: Vec<String>) -> SilverRecord {
 }
 
 async fn write_run(lake: &Location, lh: &Lakehouse, date: RunDate, feeds: &[FeedRecord], report: &mut SilverReport) -> Result<(), SilverError> {
+    let prepared = prepare(lake, date, feeds).await?;
+    apply(lake, lh, prepared, None, report).await
+}
+
+/// A run's feeds cleaned, validated, deduplicated and reconciled, before anything is written:
+/// the part of a run that reads only bronze, so sharded runs do it side by side.
+pub struct Prepared {
+    pub(crate) date: RunDate,
+    pub(crate) feeds: Vec<FeedRecord>,
+    /// Each dataset's kept rows (one row per key), in `Dataset::ALL` order.
+    datasets: Vec<(Dataset, DataFrame)>,
+    stats: Vec<FeedStats>,
+    quarantine: Vec<RecordBatch>,
+}
+
+/// Reads, cleans and deduplicates every landed feed of `feeds`; fails if any feed's rows do
+/// not reconcile (rows read = valid + rejected + duplicate). Writes nothing.
+pub(crate) async fn prepare(lake: &Location, date: RunDate, feeds: &[FeedRecord]) -> Result<Prepared, SilverError> {
     let run_day = date.days_since_epoch();
     let mut quarantine: Vec<RecordBatch> = Vec::new();
     let mut stats: Vec<FeedStats> = Vec::new();
-    let mut business_days: BTreeSet<i32> = BTreeSet::new();
-    let mut run_orders: Option<DataFrame> = None;
-    let mut run_items: Option<DataFrame> = None;
-
-    let has_products_feed: BTreeSet<String> =
-        feeds.iter().filter(|f| f.dataset == Dataset::Products && f.status == FeedStatus::Landed).map(|f| f.partner.clone()).collect();
+    let mut datasets = Vec::new();
     for dataset in Dataset::ALL {
         let ds_feeds: Vec<&FeedRecord> = feeds.iter().filter(|f| f.dataset == dataset && f.status == FeedStatus::Landed).collect();
         if ds_feeds.is_empty() {
@@ -178,8 +191,8 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: RunDate, feeds: &[Feed
         for st in stats.iter_mut().filter(|s| s.dataset == dataset.name()) {
             st.duplicate = dup_counts.get(&st.feed_id).copied().unwrap_or(0);
             st.valid = kept_counts.get(&st.feed_id).copied().unwrap_or(0);
-            // Every raw row (as counted by bronze) must be accounted for, before anything of
-            // this dataset is written.
+            // Every raw row (as counted by bronze) must be accounted for, before anything is
+            // written.
             if !st.balances() {
                 return Err(SilverError::Reconciliation(format!(
                     "feed {} ({}/{}): read {} != valid {} + rejected {} + duplicate {}",
@@ -187,13 +200,30 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: RunDate, feeds: &[Feed
                 )));
             }
         }
+        datasets.push((dataset, kept));
+    }
+    Ok(Prepared { date, feeds: feeds.to_vec(), datasets, stats, quarantine })
+}
+
+/// Writes a prepared run. `shard` limits the run-date-wide replacements (quarantine, feed
+/// reconciliation) to those partners; every other write is keyed or partitioned by partner
+/// already, so a shard's writes touch only its own partners' rows.
+pub(crate) async fn apply(lake: &Location, lh: &Lakehouse, prepared: Prepared, shard: Option<&BTreeSet<String>>, report: &mut SilverReport) -> Result<(), SilverError> {
+    let Prepared { date, feeds, datasets, stats, quarantine } = prepared;
+    let run_day = date.days_since_epoch();
+    let mut business_days: BTreeSet<i32> = BTreeSet::new();
+    let mut run_orders: Option<DataFrame> = None;
+    let mut run_items: Option<DataFrame> = None;
+    let has_products_feed: BTreeSet<String> =
+        feeds.iter().filter(|f| f.dataset == Dataset::Products && f.status == FeedStatus::Landed).map(|f| f.partner.clone()).collect();
+    for (dataset, kept) in datasets {
         match dataset {
             Dataset::Products => {
                 let diffs = upsert_products(lh, kept, run_day, &stats, &has_products_feed, report).await?;
                 report.product_changes = diffs;
             }
             Dataset::Inventory => {
-                replace_inventory(&lh, kept, run_day).await?;
+                replace_inventory(lh, kept, run_day).await?;
             }
             Dataset::Orders => {
                 business_days.extend(order_days_touched(lh, &kept).await?);
@@ -205,13 +235,17 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: RunDate, feeds: &[Feed
                 run_items = Some(kept.select([PARTNER, "order_id", "line_number"])?);
                 upsert_current(lh, dataset, kept).await?;
             }
-            _ => upsert_current(&lh, dataset, kept).await?,
+            _ => upsert_current(lh, dataset, kept).await?,
         }
         lake::fault::point("silver.dataset", dataset as usize).await;
     }
 
-    // Quarantine and reconciliation of this run date replace any earlier run of the date.
-    let pred = format!("{RUN_DATE} = '{date}'");
+    // Quarantine and reconciliation of this run date replace any earlier run of the date (of
+    // the shard's partners, for a sharded run).
+    let pred = match shard {
+        None => format!("{RUN_DATE} = '{date}'"),
+        Some(partners) => format!("{RUN_DATE} = '{date}' AND {PARTNER} IN ({})", sql_list(partners)),
+    };
     let q = lh.open_or_create(tables::QUARANTINE, tables::quarantine_schema(), &[RUN_DATE]).await?;
     lh.replace_where(q, quarantine, &pred).await?;
     let rec = lh.open_or_create(tables::FEED_RECONCILIATION, tables::reconciliation_schema(), &[RUN_DATE]).await?;
@@ -225,8 +259,18 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: RunDate, feeds: &[Feed
     report.feeds = stats;
     report.versions_after = current_versions(lh).await?;
     report.status = RunStatus::Completed;
-    save_record(lake, report).await?;
+    if shard.is_none() {
+        save_record(lake, report).await?;
+    }
     Ok(())
+}
+
+/// `'a', 'b'` for an SQL `IN` list of partner ids (ids are validated: `[a-z0-9_-]` only).
+pub(crate) fn sql_list(partners: &BTreeSet<String>) -> String {
+    if partners.is_empty() {
+        return "''".into();
+    }
+    partners.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ")
 }
 
 /// The update guard of every upsert: a row replaces the stored one only if it is at least as

@@ -32,3 +32,4 @@ mod pipeline;
 mod serve;
 mod watch;
 mod serve_read;
+mod shard;

@@ -8,7 +8,8 @@ use crate::stage::{Stage, StageReport};
 use crate::{exit, render, Failure};
 
 async fn one_stage(g: &Globals, ctx: &RunContext, date: schemas::RunDate, stage: Stage) -> Result<(StageReport, f64), Failure> {
-    let command = format!("medallion {stage} --date {date}");
+    let shard = ctx.options.partners.as_ref().map(|p| format!(" --partners {}", p.iter().cloned().collect::<Vec<_>>().join(","))).unwrap_or_default();
+    let command = format!("medallion {stage} --date {date}{shard}");
     let mut outcome = orchestrate::run_locked(ctx, date, "run", &[stage], &command).await?;
     let o = outcome.stages.pop().ok_or_else(|| Failure::failed(format!("{date} {stage}: {}", outcome.summary.error.unwrap_or_default())))?;
     if let StageReport::Skipped(why) = &o.report {
@@ -21,6 +22,7 @@ async fn one_stage(g: &Globals, ctx: &RunContext, date: schemas::RunDate, stage:
 
 pub async fn bronze(g: &Globals, a: BronzeArgs) -> Result<u8, Failure> {
     let mut ctx = orchestrate::context(&g.lake, Some((&a.landing, false)), g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
+    ctx.options.partners = orchestrate::partner_set(&a.partners)?;
     if let Some(c) = a.concurrency {
         ctx.options.concurrency = c.max(1);
     }
@@ -42,7 +44,8 @@ pub async fn bronze(g: &Globals, a: BronzeArgs) -> Result<u8, Failure> {
 }
 
 pub async fn silver(g: &Globals, a: SilverArgs) -> Result<u8, Failure> {
-    let ctx = orchestrate::context(&g.lake, None, g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
+    let mut ctx = orchestrate::context(&g.lake, None, g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
+    ctx.options.partners = orchestrate::partner_set(&a.partners)?;
     match one_stage(g, &ctx, a.date, Stage::Silver).await? {
         (StageReport::Silver(r), seconds) => {
             if g.json {

@@ -1,7 +1,8 @@
 //! `medallion status`: the runs and their stages, each feed's reconciliation and the products
 //! diff, from the run ledger in the warehouse. Read-only: it creates and migrates nothing (a
 //! warehouse without a ledger has "no runs recorded yet"). A run recorded as running whose
-//! process is gone (it holds no lake lock) is shown as abandoned.
+//! process is gone (it holds no lake lock or partner lock) is shown as abandoned. A sharded
+//! run shows its partners.
 
 use crate::cli::StatusArgs;
 use crate::commands::Globals;
@@ -11,8 +12,8 @@ pub async fn run(g: &Globals, a: StatusArgs) -> Result<u8, Failure> {
     let lake = config::open("lake", &g.lake, false).await?;
     let st = match config::connect_warehouse_read_only(g.warehouse.as_deref(), &lake).await? {
         Some(mut wh) => {
-            let holder = lock::current_holder(&lake).await.map_err(Failure::from)?;
-            let st = ledger::status(&mut wh, a.date, a.limit, holder.as_ref()).await.map_err(Failure::from);
+            let holders = lock::live_holders(&lake).await.map_err(Failure::from)?;
+            let st = ledger::status(&mut wh, a.date, a.limit, &holders).await.map_err(Failure::from);
             wh.close().await;
             st?
         }
