@@ -132,7 +132,7 @@ pub struct RunFilter {
 /// Runs of the ledger, newest first, with their jobs (read only: a warehouse without the
 /// ledger's tables has none). A run recorded as running whose process does not hold the live
 /// lake lock (`holder`) is reported abandoned, as `medallion status` does.
-pub async fn list_runs(wh: &mut Warehouse, f: &RunFilter, holder: Option<&crate::lock::LockInfo>) -> Result<Vec<RunRecord>, WarehouseError> {
+pub async fn list_runs(wh: &mut Warehouse, f: &RunFilter, holders: &[crate::lock::LockInfo]) -> Result<Vec<RunRecord>, WarehouseError> {
     if !wh.table_exists("medallion", "runs").await? {
         return Ok(Vec::new());
     }
@@ -174,9 +174,9 @@ pub async fn list_runs(wh: &mut Warehouse, f: &RunFilter, holder: Option<&crate:
             error: cell(8),
             jobs: Vec::new(),
         };
-        if run.status == JobStatus::Running.as_str() && !crate::lock::run_alive(holder, &run.host, run.pid) {
+        if run.status == JobStatus::Running.as_str() && !crate::lock::run_alive_any(holders, &run.host, run.pid) {
             run.status = JobStatus::Abandoned.as_str().into();
-            run.error.get_or_insert_with(|| format!("abandoned: its process (pid {} on {}) no longer holds the lake lock; the next run records it", run.pid, run.host));
+            run.error.get_or_insert_with(|| format!("abandoned: its process (pid {} on {}) no longer holds the lake lock or a partner lock; the next run records it", run.pid, run.host));
         }
         if f.status.is_some_and(|s| s.as_str() != run.status) {
             continue;
@@ -242,16 +242,16 @@ mod tests {
             assert_eq!(claim_run(&mut wh, "b").await.unwrap(), Claim::NotQueued(JobStatus::Cancelled));
             assert_eq!(claim_run(&mut wh, "nope").await.unwrap(), Claim::Missing);
             assert!(next_queued(&mut wh).await.unwrap().is_none());
-            let cancelled = list_runs(&mut wh, &RunFilter { status: Some(JobStatus::Cancelled), limit: 10, ..Default::default() }, None).await.unwrap();
+            let cancelled = list_runs(&mut wh, &RunFilter { status: Some(JobStatus::Cancelled), limit: 10, ..Default::default() }, &[]).await.unwrap();
             assert_eq!(cancelled.len(), 1);
             assert_eq!((cancelled[0].run_id.as_str(), cancelled[0].error.as_deref()), ("b", Some("not wanted")));
             assert_eq!(cancelled[0].jobs.iter().map(|j| (j.stage.as_str(), j.status.as_str())).collect::<Vec<_>>(), [("silver", "cancelled")]);
             // "a" is running for this process, which holds no lake lock: shown abandoned; its
             // started_at is when it was claimed, so it is the newest.
-            let all = list_runs(&mut wh, &RunFilter { date: Some(d), limit: 10, ..Default::default() }, None).await.unwrap();
+            let all = list_runs(&mut wh, &RunFilter { date: Some(d), limit: 10, ..Default::default() }, &[]).await.unwrap();
             assert_eq!(all.iter().map(|r| (r.run_id.as_str(), r.status.as_str())).collect::<Vec<_>>(), [("a", "abandoned"), ("b", "cancelled")]);
             super::super::finish_run(&mut wh, "a", JobStatus::Cancelled, Some("stopped")).await.unwrap();
-            let a = list_runs(&mut wh, &RunFilter { run_id: Some("a".into()), limit: 1, ..Default::default() }, None).await.unwrap();
+            let a = list_runs(&mut wh, &RunFilter { run_id: Some("a".into()), limit: 1, ..Default::default() }, &[]).await.unwrap();
             assert_eq!(a[0].status, "cancelled");
             assert!(a[0].jobs.iter().all(|j| j.status == "cancelled"), "stages never reached are cancelled: {:?}", a[0].jobs);
             assert!(!date_pending(&mut wh, d).await.unwrap());

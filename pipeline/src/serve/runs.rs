@@ -134,9 +134,10 @@ async fn list_runs(_: Reader, State(state): State<AppState>, ApiQuery(q): ApiQue
 }
 
 async fn read_runs(state: &AppState, filter: &RunFilter) -> Result<Vec<RunRecord>, ApiError> {
-    let holder = crate::lock::current_holder(&state.lake).await.map_err(|e| ApiError::from(crate::Failure::from(e)))?;
+    // A sharded run holds partner locks, not the lake lock: every live holder counts.
+    let holders = crate::lock::live_holders(&state.lake).await.map_err(|e| ApiError::from(crate::Failure::from(e)))?;
     let mut wh = state.reader().await?;
-    ledger::list_runs(&mut wh, filter, holder.as_ref()).await.map_err(|e| {
+    ledger::list_runs(&mut wh, filter, &holders).await.map_err(|e| {
         wh.discard();
         e.into()
     })
