@@ -24,6 +24,8 @@ pub struct StageOptions {
     pub copy_format: gold::warehouse::CopyFormat,
     /// Bronze re-lands the date's feeds from the lake's raw copies, not the landing zone.
     pub bronze_from_raw: bool,
+    /// Where gold's SQL runs.
+    pub engine: gold::Engine,
 }
 
 impl Default for StageOptions {
@@ -33,6 +35,7 @@ impl Default for StageOptions {
             full: false,
             copy_format: gold::warehouse::CopyFormat::Binary,
             bronze_from_raw: false,
+            engine: gold::Engine::Local,
         }
     }
 }

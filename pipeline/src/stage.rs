@@ -193,7 +193,7 @@ impl Stage {
                     Err(e) => Err(e.into()),
                 }
             }
-            Stage::Gold => match gold::run_gold(&ctx.lake, wh, date, &gold::GoldOptions { full: ctx.options.full }).await {
+            Stage::Gold => match gold::run_gold(&ctx.lake, wh, date, &gold::GoldOptions { full: ctx.options.full, engine: ctx.options.engine.clone() }).await {
                 Ok(r) => Ok(StageReport::Gold(Box::new(r))),
                 Err(gold::GoldError::NothingToDo(m)) => Ok(StageReport::Skipped(m)),
                 Err(e) => Err(e.into()),

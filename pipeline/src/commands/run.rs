@@ -14,7 +14,8 @@ pub async fn run(g: &Globals, a: RunArgs) -> Result<u8, Failure> {
     // Pipeline order, whatever order they were given in.
     stages.sort();
     stages.dedup();
-    let ctx = orchestrate::context(&g.lake, Some((&a.landing, true)), g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
+    let mut ctx = orchestrate::context(&g.lake, Some((&a.landing, true)), g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
+    ctx.options.engine = a.engine;
     let o = orchestrate::run_locked(&ctx, a.date, "run", &stages, &format!("medallion run --date {}", a.date)).await?;
     if g.json {
         render::print_json(&o.summary);

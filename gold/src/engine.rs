@@ -1,0 +1,432 @@
+//! Where gold's SQL runs: in this process (`local`, the default) or on an Apache DataFusion
+//! Ballista cluster (`df://HOST:PORT`), started from our own binary (`medallion cluster`).
+//!
+//! Guarantees:
+//! - The same models, views and UDFs run on both engines; only the physical execution differs.
+//! - On the cluster each silver Delta table is read as exactly the Parquet files of the
+//!   snapshot the client resolved ([`SilverScan`]): the files of that table version, no stale
+//!   or uncommitted file, with the partition values recorded in the Delta log's paths, and
+//!   files pruned on the partition columns by the query's filters. Our writer uses no deletion
+//!   vectors and no column mapping (checked: a table using either is refused, not misread).
+//! - In-memory tables (the derived sessions' precomputed rows, checks' gold outputs) travel
+//!   with the plan as Arrow IPC ([`GoldCodec`]), so every plan the local engine runs also runs
+//!   on the cluster.
+//! - Nothing here publishes: a failed or interrupted cluster query is an error of the compute
+//!   step, before any lake or warehouse write.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::datafusion::catalog::Session;
+use deltalake::datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue, TableReference};
+use deltalake::datafusion::datasource::memory::MemTable;
+use deltalake::datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use deltalake::datafusion::datasource::source::DataSourceExec;
+use deltalake::datafusion::datasource::table_schema::TableSchema;
+use deltalake::datafusion::datasource::{TableProvider, TableType};
+use deltalake::datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry, ObjectStoreUrl};
+use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use deltalake::datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use deltalake::datafusion::logical_expr::{utils::conjunction, Expr, TableProviderFilterPushDown};
+use deltalake::datafusion::physical_plan::ExecutionPlan;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::{udf, GoldError};
+
+/// The query engine gold runs on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// DataFusion in this process.
+    #[default]
+    Local,
+    /// A Ballista cluster: the scheduler's `df://HOST:PORT`.
+    Ballista(String),
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    /// `local`, or `df://HOST:PORT` (a Ballista scheduler).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() || s == "local" {
+            return Ok(Engine::Local);
+        }
+        let Some(rest) = s.strip_prefix("df://") else {
+            return Err(format!("engine {s:?}: expected `local` or `df://HOST:PORT` (a Ballista scheduler)"));
+        };
+        let url = Url::parse(s).map_err(|e| format!("engine {s:?}: {e}"))?;
+        if url.host_str().is_none_or(str::is_empty) || url.port().is_none() || !matches!(url.path(), "" | "/") {
+            return Err(format!("engine {s:?}: expected df://HOST:PORT, got df://{rest}"));
+        }
+        if !cfg!(feature = "cluster") {
+            return Err(format!("engine {s:?}: this medallion was built without the `cluster` feature"));
+        }
+        Ok(Engine::Ballista(s.to_string()))
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Engine::Local => f.write_str("local"),
+            Engine::Ballista(url) => f.write_str(url),
+        }
+    }
+}
+
+/// The largest plan or result message exchanged with the cluster (plans carry in-memory
+/// tables: the checks' gold outputs).
+pub const MAX_MESSAGE_BYTES: u32 = 1 << 30;
+
+/// The session gold's models run in, on `engine`, with the money functions registered.
+pub(crate) async fn context(engine: &Engine) -> Result<SessionContext, GoldError> {
+    match engine {
+        Engine::Local => {
+            let ctx = SessionContext::new();
+            ctx.register_udf(udf::money());
+            ctx.register_udf(udf::money_div());
+            Ok(ctx)
+        }
+        #[cfg(feature = "cluster")]
+        Engine::Ballista(url) => cluster::client_context(url).await,
+        #[cfg(not(feature = "cluster"))]
+        Engine::Ballista(url) => Err(GoldError::Input(format!("engine {url}: built without the `cluster` feature"))),
+    }
+}
+
+/// A fresh session (no tables) with the configuration, object stores, functions and query
+/// planner of `ctx`: on a Ballista session its queries still run on the cluster.
+pub(crate) fn derived(ctx: &SessionContext) -> SessionContext {
+    let state = ctx.state();
+    let derived = SessionStateBuilder::new()
+        .with_config(ctx.copied_config())
+        .with_runtime_env(ctx.runtime_env())
+        .with_default_features()
+        .with_query_planner(state.query_planner().clone())
+        .with_optimizer_rules(state.optimizers().to_vec())
+        .build();
+    let out = SessionContext::new_with_state(derived);
+    out.register_udf(udf::money());
+    out.register_udf(udf::money_div());
+    out
+}
+
+/// Whether `ctx` sends its queries to a cluster (its tables must then be [`SilverScan`]s or
+/// in-memory tables, which travel with the plan).
+pub(crate) fn is_distributed(engine: &Engine) -> bool {
+    matches!(engine, Engine::Ballista(_))
+}
+
+/// One data file of a silver table's snapshot.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SilverFile {
+    /// The object's path in the lake's object store (bucket-relative on S3, absolute locally).
+    pub path: String,
+    pub size: u64,
+    /// One value per partition column, in order (None: the null partition).
+    pub partition_values: Vec<Option<String>>,
+}
+
+/// A silver Delta table as the exact Parquet files of one snapshot (see the module docs).
+#[derive(Debug, Clone)]
+pub struct SilverScan {
+    /// The table's schema: the data columns, then the partition columns (delta-rs's order).
+    schema: SchemaRef,
+    wire: SilverScanWire,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SilverScanWire {
+    /// The lake's object store, `file:///` or `s3://bucket`.
+    store: String,
+    partition_columns: Vec<String>,
+    files: Vec<SilverFile>,
+}
+
+impl SilverScan {
+    /// The snapshot of `table` (its loaded version) as a scan of its files. `schema` is the
+    /// schema delta-rs's own provider gives the table, which this scan reproduces exactly.
+    pub fn from_delta(table: &deltalake::DeltaTable, schema: SchemaRef) -> Result<SilverScan, GoldError> {
+        let name = table.table_url().to_string();
+        let snapshot = table.snapshot()?;
+        let protocol = snapshot.protocol();
+        let features: Vec<String> = protocol
+            .reader_features()
+            .map(|f| f.iter().map(|f| f.to_string()).collect())
+            .unwrap_or_default();
+        if let Some(f) = features.iter().find(|f| f.contains("deletionVectors") || f.contains("columnMapping")) {
+            return Err(GoldError::Input(format!("silver table {name} uses the Delta reader feature {f}, which the cluster scan does not read")));
+        }
+        let partition_columns: Vec<String> = snapshot.metadata().partition_columns().to_vec();
+        let root = table.table_url();
+        let store = match root.scheme() {
+            "file" => "file:///".to_string(),
+            scheme => format!("{scheme}://{}", root.host_str().unwrap_or_default()),
+        };
+        let root_parts: Vec<object_store::path::PathPart<'static>> =
+            Path::from_url_path(root.path()).map_err(|e| GoldError::Input(format!("silver table {name}: {e}")))?.parts().map(|p| p.as_ref().to_string().into()).collect();
+        let mut files = Vec::new();
+        for view in snapshot.log_data().iter() {
+            let rel = view.object_store_path();
+            let path: Path = root_parts.iter().cloned().chain(rel.parts()).collect();
+            let mut values = Vec::with_capacity(partition_columns.len());
+            for column in &partition_columns {
+                let prefix = format!("{column}=");
+                let segment = rel.parts().find_map(|p| p.as_ref().strip_prefix(&prefix).map(str::to_string)).ok_or_else(|| {
+                    GoldError::Input(format!("silver table {name}: file {rel} has no {column}=… directory (partition values are read from the Delta paths)"))
+                })?;
+                let decoded = percent_encoding_decode(&segment);
+                values.push((decoded != "__HIVE_DEFAULT_PARTITION__").then_some(decoded));
+            }
+            let size = u64::try_from(view.size()).map_err(|_| GoldError::Input(format!("silver table {name}: file {rel} has a negative size")))?;
+            files.push(SilverFile { path: path.to_string(), size, partition_values: values });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let scan = SilverScan { schema, wire: SilverScanWire { store, partition_columns, files } };
+        scan.check_schema(&name)?;
+        Ok(scan)
+    }
+
+    fn from_wire(schema: SchemaRef, wire: SilverScanWire) -> SilverScan {
+        SilverScan { schema, wire }
+    }
+
+    /// The partition columns must close the schema, in order (the layout `scan` builds).
+    fn check_schema(&self, name: &str) -> Result<(), GoldError> {
+        let n = self.schema.fields().len();
+        let k = self.wire.partition_columns.len();
+        let tail: Vec<&str> = self.schema.fields().iter().skip(n.saturating_sub(k)).map(|f| f.name().as_str()).collect();
+        if k > n || tail != self.wire.partition_columns.iter().map(String::as_str).collect::<Vec<_>>() {
+            return Err(GoldError::Input(format!(
+                "silver table {name}: partition columns {:?} are not the last columns of its schema {:?}",
+                self.wire.partition_columns,
+                self.schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn files(&self) -> &[SilverFile] {
+        &self.wire.files
+    }
+
+    fn partition_fields(&self) -> Vec<Arc<Field>> {
+        let n = self.schema.fields().len() - self.wire.partition_columns.len();
+        self.schema.fields().iter().skip(n).cloned().collect()
+    }
+
+    fn file_schema(&self) -> SchemaRef {
+        let n = self.schema.fields().len() - self.wire.partition_columns.len();
+        Arc::new(Schema::new_with_metadata(self.schema.fields().iter().take(n).cloned().collect::<Vec<_>>(), self.schema.metadata().clone()))
+    }
+
+    /// A partition value as the column's type (a dictionary-typed column gets a dictionary
+    /// scalar).
+    fn partition_scalar(value: &Option<String>, ty: &DataType) -> DfResult<ScalarValue> {
+        let (key, value_type) = match ty {
+            DataType::Dictionary(k, v) => (Some(k.as_ref().clone()), v.as_ref()),
+            other => (None, other),
+        };
+        let v = match value {
+            Some(s) => ScalarValue::try_from_string(s.clone(), value_type)?,
+            None => ScalarValue::try_from(value_type)?,
+        };
+        Ok(match key {
+            Some(k) => ScalarValue::Dictionary(Box::new(k), Box::new(v)),
+            None => v,
+        })
+    }
+
+    /// Whether the file's partition values pass every filter that reads partition columns
+    /// only (the other filters are applied above the scan).
+    fn keep(&self, state: &dyn Session, file: &SilverFile, filters: &[Expr], part_schema: &SchemaRef) -> DfResult<bool> {
+        if filters.is_empty() {
+            return Ok(true);
+        }
+        let columns = part_schema
+            .fields()
+            .iter()
+            .zip(&file.partition_values)
+            .map(|(f, v)| Self::partition_scalar(v, f.data_type())?.to_array_of_size(1))
+            .collect::<DfResult<Vec<_>>>()?;
+        let batch = RecordBatch::try_new(part_schema.clone(), columns)?;
+        let df_schema = DFSchema::try_from(part_schema.as_ref().clone())?;
+        for f in filters {
+            let expr = state.create_physical_expr(f.clone(), &df_schema)?;
+            let out = expr.evaluate(&batch)?.into_array(1)?;
+            let out = arrow::compute::cast(&out, &DataType::Boolean)?;
+            let b = arrow::array::AsArray::as_boolean(out.as_ref());
+            if !(b.is_valid(0) && b.value(0)) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn reads_partitions_only(&self, e: &Expr) -> bool {
+        let cols = e.column_refs();
+        !cols.is_empty() && cols.iter().all(|c| self.wire.partition_columns.iter().any(|p| p == &c.name))
+    }
+}
+
+fn percent_encoding_decode(s: &str) -> String {
+    // Hive path segments are percent-encoded; decode %XX sequences (invalid ones stay as is).
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+}
+
+#[async_trait::async_trait]
+impl TableProvider for SilverScan {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Inexact: the filters prune files and row groups; DataFusion still applies them.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let part_fields = self.partition_fields();
+        let part_schema: SchemaRef = Arc::new(Schema::new(part_fields.clone()));
+        let partition_filters: Vec<Expr> = filters.iter().filter(|f| self.reads_partitions_only(f)).cloned().collect();
+        let mut files = Vec::new();
+        for f in &self.wire.files {
+            if !self.keep(state, f, &partition_filters, &part_schema)? {
+                continue;
+            }
+            let meta = ObjectMeta { location: Path::parse(&f.path).map_err(|e| DataFusionError::External(Box::new(e)))?, last_modified: chrono::DateTime::<chrono::Utc>::MIN_UTC, size: f.size, e_tag: None, version: None };
+            let mut pf = deltalake::datafusion::datasource::listing::PartitionedFile::from(meta);
+            pf.partition_values = part_fields.iter().zip(&f.partition_values).map(|(fd, v)| Self::partition_scalar(v, fd.data_type())).collect::<DfResult<_>>()?;
+            files.push(pf);
+        }
+        let table_schema = TableSchema::new(self.file_schema(), part_fields);
+        let mut source = ParquetSource::new(table_schema).with_table_parquet_options(state.table_options().parquet.clone());
+        if let Some(predicate) = conjunction(filters.iter().cloned()) {
+            let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+            source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+        }
+        let partitions = state.config_options().execution.target_partitions.max(1);
+        let groups = if files.is_empty() { vec![] } else { FileGroup::new(files).split_files(partitions) };
+        let store = ObjectStoreUrl::parse(&self.wire.store)?;
+        let config = FileScanConfigBuilder::new(store, Arc::new(source)).with_file_groups(groups).with_projection_indices(projection.cloned())?.with_limit(limit).build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// Object stores for the lake's URLs: `file://` as DataFusion has it, and every `s3://bucket`
+/// built on first use with the lake's own S3 configuration (the `AWS_*` variables, retries).
+#[derive(Debug)]
+pub struct LakeStores {
+    inner: DefaultObjectStoreRegistry,
+    lock: Mutex<()>,
+}
+
+impl Default for LakeStores {
+    fn default() -> Self {
+        LakeStores { inner: DefaultObjectStoreRegistry::new(), lock: Mutex::new(()) }
+    }
+}
+
+impl ObjectStoreRegistry for LakeStores {
+    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        self.inner.register_store(url, store)
+    }
+
+    fn deregister_store(&self, url: &Url) -> DfResult<Arc<dyn ObjectStore>> {
+        self.inner.deregister_store(url)
+    }
+
+    fn get_store(&self, url: &Url) -> DfResult<Arc<dyn ObjectStore>> {
+        if let Ok(s) = self.inner.get_store(url) {
+            return Ok(s);
+        }
+        if url.scheme() != "s3" {
+            return self.inner.get_store(url);
+        }
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Ok(s) = self.inner.get_store(url) {
+            return Ok(s);
+        }
+        let bucket = url.host_str().unwrap_or_default();
+        let lake = ::lake::Location::open("lake", &format!("s3://{bucket}"), false).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        self.inner.register_store(url, lake.store.clone());
+        Ok(lake.store)
+    }
+}
+
+/// A runtime whose object stores are the lake's ([`LakeStores`]); `temp` holds spills.
+pub fn lake_runtime(temp: Option<&std::path::Path>) -> DfResult<Arc<RuntimeEnv>> {
+    let mut b = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(LakeStores::default()));
+    if let Some(t) = temp {
+        b = b.with_temp_file_path(t);
+    }
+    b.build_arc()
+}
+
+/// The functions gold's SQL calls besides DataFusion's own.
+pub fn gold_functions() -> HashMap<String, Arc<deltalake::datafusion::logical_expr::ScalarUDF>> {
+    [udf::money(), udf::money_div()].into_iter().map(|f| (f.name().to_string(), Arc::new(f))).collect()
+}
+
+/// A state for `config` with the lake's object stores and gold's functions: what the
+/// scheduler plans in.
+pub fn gold_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
+    SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_scalar_functions(gold_functions().into_values().collect())
+        .build()
+}
+
+#[cfg(feature = "cluster")]
+pub mod cluster;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_parse() {
+        assert_eq!("local".parse::<Engine>(), Ok(Engine::Local));
+        assert_eq!("".parse::<Engine>(), Ok(Engine::Local));
+        assert_eq!("df://127.0.0.1:50050".parse::<Engine>(), Ok(Engine::Ballista("df://127.0.0.1:50050".into())));
+        assert!("df://127.0.0.1".parse::<Engine>().is_err());
+        assert!("http://127.0.0.1:50050".parse::<Engine>().is_err());
+        assert!("df://h:1/x".parse::<Engine>().is_err());
+    }
+
+    #[test]
+    fn hive_segments_decode() {
+        assert_eq!(percent_encoding_decode("acme%20co"), "acme co");
+        assert_eq!(percent_encoding_decode("a%2"), "a%2");
+        assert_eq!(percent_encoding_decode("plain"), "plain");
+    }
+
+}
