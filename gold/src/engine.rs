@@ -7,7 +7,8 @@
 //!   snapshot the client resolved ([`SilverScan`]): the files of that table version, no stale
 //!   or uncommitted file, with the partition values recorded in the Delta log's paths, and
 //!   files pruned on the partition columns by the query's filters. Our writer uses no deletion
-//!   vectors and no column mapping (checked: a table using either is refused, not misread).
+//!   vectors and no column mapping (checked per snapshot: a table using either is refused, not
+//!   misread).
 //! - In-memory tables (the derived sessions' precomputed rows, checks' gold outputs) travel
 //!   with the plan as Arrow IPC ([`GoldCodec`]), so every plan the local engine runs also runs
 //!   on the cluster.
@@ -21,8 +22,7 @@ use std::sync::{Arc, Mutex};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::datafusion::catalog::Session;
-use deltalake::datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue, TableReference};
-use deltalake::datafusion::datasource::memory::MemTable;
+use deltalake::datafusion::common::{DFSchema, DataFusionError, Result as DfResult, ScalarValue};
 use deltalake::datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use deltalake::datafusion::datasource::source::DataSourceExec;
 use deltalake::datafusion::datasource::table_schema::TableSchema;
@@ -31,6 +31,7 @@ use deltalake::datafusion::execution::object_store::{DefaultObjectStoreRegistry,
 use deltalake::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use deltalake::datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use deltalake::datafusion::logical_expr::{utils::conjunction, Expr, TableProviderFilterPushDown};
+use deltalake::datafusion::physical_expr::PhysicalExpr;
 use deltalake::datafusion::physical_plan::ExecutionPlan;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::path::Path;
@@ -131,6 +132,8 @@ pub struct SilverFile {
     /// The object's path in the lake's object store (bucket-relative on S3, absolute locally).
     pub path: String,
     pub size: u64,
+    /// Milliseconds since the epoch, from the Delta log (keys DataFusion's footer cache).
+    pub modified_ms: i64,
     /// One value per partition column, in order (None: the null partition).
     pub partition_values: Vec<Option<String>>,
 }
@@ -157,13 +160,9 @@ impl SilverScan {
     pub fn from_delta(table: &deltalake::DeltaTable, schema: SchemaRef) -> Result<SilverScan, GoldError> {
         let name = table.table_url().to_string();
         let snapshot = table.snapshot()?;
-        let protocol = snapshot.protocol();
-        let features: Vec<String> = protocol
-            .reader_features()
-            .map(|f| f.iter().map(|f| f.to_string()).collect())
-            .unwrap_or_default();
-        if let Some(f) = features.iter().find(|f| f.contains("deletionVectors") || f.contains("columnMapping")) {
-            return Err(GoldError::Input(format!("silver table {name} uses the Delta reader feature {f}, which the cluster scan does not read")));
+        // Column mapping renames physical columns: the files could not be read by name.
+        if let Some(mode) = snapshot.metadata().configuration().get("delta.columnMapping.mode").filter(|m| m.as_str() != "none") {
+            return Err(GoldError::Input(format!("silver table {name} uses column mapping ({mode}), which the cluster scan does not read")));
         }
         let partition_columns: Vec<String> = snapshot.metadata().partition_columns().to_vec();
         let root = table.table_url();
@@ -176,6 +175,10 @@ impl SilverScan {
         let mut files = Vec::new();
         for view in snapshot.log_data().iter() {
             let rel = view.object_store_path();
+            // A deletion vector hides rows of the file: reading the file whole would be wrong.
+            if view.deletion_vector_descriptor().is_some() {
+                return Err(GoldError::Input(format!("silver table {name}: file {rel} has a deletion vector, which the cluster scan does not read")));
+            }
             let path: Path = root_parts.iter().cloned().chain(rel.parts()).collect();
             let mut values = Vec::with_capacity(partition_columns.len());
             for column in &partition_columns {
@@ -187,7 +190,7 @@ impl SilverScan {
                 values.push((decoded != "__HIVE_DEFAULT_PARTITION__").then_some(decoded));
             }
             let size = u64::try_from(view.size()).map_err(|_| GoldError::Input(format!("silver table {name}: file {rel} has a negative size")))?;
-            files.push(SilverFile { path: path.to_string(), size, partition_values: values });
+            files.push(SilverFile { path: path.to_string(), size, modified_ms: view.modification_time(), partition_values: values });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let scan = SilverScan { schema, wire: SilverScanWire { store, partition_columns, files } };
@@ -247,7 +250,7 @@ impl SilverScan {
 
     /// Whether the file's partition values pass every filter that reads partition columns
     /// only (the other filters are applied above the scan).
-    fn keep(&self, state: &dyn Session, file: &SilverFile, filters: &[Expr], part_schema: &SchemaRef) -> DfResult<bool> {
+    fn keep(&self, file: &SilverFile, filters: &[Arc<dyn PhysicalExpr>], part_schema: &SchemaRef) -> DfResult<bool> {
         if filters.is_empty() {
             return Ok(true);
         }
@@ -258,10 +261,8 @@ impl SilverScan {
             .map(|(f, v)| Self::partition_scalar(v, f.data_type())?.to_array_of_size(1))
             .collect::<DfResult<Vec<_>>>()?;
         let batch = RecordBatch::try_new(part_schema.clone(), columns)?;
-        let df_schema = DFSchema::try_from(part_schema.as_ref().clone())?;
         for f in filters {
-            let expr = state.create_physical_expr(f.clone(), &df_schema)?;
-            let out = expr.evaluate(&batch)?.into_array(1)?;
+            let out = f.evaluate(&batch)?.into_array(1)?;
             let out = arrow::compute::cast(&out, &DataType::Boolean)?;
             let b = arrow::array::AsArray::as_boolean(out.as_ref());
             if !(b.is_valid(0) && b.value(0)) {
@@ -284,7 +285,7 @@ fn percent_encoding_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(b);
                 i += 3;
                 continue;
@@ -314,13 +315,18 @@ impl TableProvider for SilverScan {
     async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> DfResult<Arc<dyn ExecutionPlan>> {
         let part_fields = self.partition_fields();
         let part_schema: SchemaRef = Arc::new(Schema::new(part_fields.clone()));
-        let partition_filters: Vec<Expr> = filters.iter().filter(|f| self.reads_partitions_only(f)).cloned().collect();
+        let part_df_schema = DFSchema::try_from(part_schema.as_ref().clone())?;
+        let partition_filters = filters
+            .iter()
+            .filter(|f| self.reads_partitions_only(f))
+            .map(|f| state.create_physical_expr(f.clone(), &part_df_schema))
+            .collect::<DfResult<Vec<_>>>()?;
         let mut files = Vec::new();
         for f in &self.wire.files {
-            if !self.keep(state, f, &partition_filters, &part_schema)? {
+            if !self.keep(f, &partition_filters, &part_schema)? {
                 continue;
             }
-            let meta = ObjectMeta { location: Path::parse(&f.path).map_err(|e| DataFusionError::External(Box::new(e)))?, last_modified: chrono::DateTime::<chrono::Utc>::MIN_UTC, size: f.size, e_tag: None, version: None };
+            let meta = ObjectMeta { location: Path::parse(&f.path).map_err(|e| DataFusionError::External(Box::new(e)))?, last_modified: chrono::DateTime::<chrono::Utc>::from_timestamp_millis(f.modified_ms).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC), size: f.size, e_tag: None, version: None };
             let mut pf = deltalake::datafusion::datasource::listing::PartitionedFile::from(meta);
             pf.partition_values = part_fields.iter().zip(&f.partition_values).map(|(fd, v)| Self::partition_scalar(v, fd.data_type())).collect::<DfResult<_>>()?;
             files.push(pf);
@@ -394,15 +400,14 @@ pub fn gold_functions() -> HashMap<String, Arc<deltalake::datafusion::logical_ex
     [udf::money(), udf::money_div()].into_iter().map(|f| (f.name().to_string(), Arc::new(f))).collect()
 }
 
-/// A state for `config` with the lake's object stores and gold's functions: what the
-/// scheduler plans in.
-pub fn gold_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionState {
-    SessionStateBuilder::new()
-        .with_default_features()
-        .with_config(config)
-        .with_runtime_env(runtime)
-        .with_scalar_functions(gold_functions().into_values().collect())
-        .build()
+/// A state for `config` with DataFusion's functions and gold's, and the lake's object stores.
+pub fn gold_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> DfResult<SessionState> {
+    use deltalake::datafusion::execution::FunctionRegistry;
+    let mut state = SessionStateBuilder::new().with_default_features().with_config(config).with_runtime_env(runtime).build();
+    for f in gold_functions().into_values() {
+        state.register_udf(f)?;
+    }
+    Ok(state)
 }
 
 #[cfg(feature = "cluster")]
@@ -422,11 +427,35 @@ mod tests {
         assert!("df://h:1/x".parse::<Engine>().is_err());
     }
 
+    #[tokio::test]
+    async fn partition_filters_prune_files_exactly() {
+        use deltalake::datafusion::physical_plan::displayable;
+        use deltalake::datafusion::prelude::{col, lit};
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true), Field::new("partner_id", DataType::Utf8, true)]));
+        let file = |name: &str, p: Option<&str>| SilverFile { path: format!("t/{name}.parquet"), size: 10, modified_ms: 0, partition_values: vec![p.map(String::from)] };
+        let wire = SilverScanWire {
+            store: "file:///".into(),
+            partition_columns: vec!["partner_id".into()],
+            files: vec![file("one", Some("a")), file("two", Some("b")), file("three", None)],
+        };
+        let scan = SilverScan::from_wire(schema, wire);
+        let state = SessionContext::new().state();
+        let shown = |plan: Arc<dyn ExecutionPlan>| displayable(plan.as_ref()).indent(true).to_string();
+        let only_a = shown(scan.scan(&state, None, &[col("partner_id").eq(lit("a"))], None).await.unwrap());
+        assert!(only_a.contains("one.parquet") && !only_a.contains("two.parquet") && !only_a.contains("three.parquet"), "{only_a}");
+        let nulls = shown(scan.scan(&state, None, &[col("partner_id").is_null()], None).await.unwrap());
+        assert!(nulls.contains("three.parquet") && !nulls.contains("one.parquet"), "{nulls}");
+        // A filter on a data column prunes no file (it is applied above the scan).
+        let all = shown(scan.scan(&state, None, &[col("x").gt(lit(1i64))], None).await.unwrap());
+        assert!(["one", "two", "three"].iter().all(|f| all.contains(&format!("{f}.parquet"))), "{all}");
+    }
+
     #[test]
     fn hive_segments_decode() {
         assert_eq!(percent_encoding_decode("acme%20co"), "acme co");
         assert_eq!(percent_encoding_decode("a%2"), "a%2");
         assert_eq!(percent_encoding_decode("plain"), "plain");
+        assert_eq!(percent_encoding_decode("%é1"), "%é1");
     }
 
 }

@@ -33,7 +33,7 @@ pub(crate) async fn client_context(url: &str) -> Result<SessionContext, GoldErro
     let config = SessionConfig::new_with_ballista()
         .with_ballista_logical_extension_codec(Arc::new(GoldCodec::default()))
         .set_str(BALLISTA_CLIENT_GRPC_MAX_MESSAGE_SIZE, &MAX_MESSAGE_BYTES.to_string());
-    let state = gold_state(config, lake_runtime(None)?);
+    let state = gold_state(config, lake_runtime(None)?)?;
     Ok(SessionContext::remote_with_state(url, state).await?)
 }
 
