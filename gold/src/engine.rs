@@ -265,7 +265,7 @@ impl SilverScan {
             let out = f.evaluate(&batch)?.into_array(1)?;
             let out = arrow::compute::cast(&out, &DataType::Boolean)?;
             let b = arrow::array::AsArray::as_boolean(out.as_ref());
-            if !(b.is_valid(0) && b.value(0)) {
+            if !(arrow::array::Array::is_valid(b, 0) && b.value(0)) {
                 return Ok(false);
             }
         }
@@ -331,7 +331,7 @@ impl TableProvider for SilverScan {
             pf.partition_values = part_fields.iter().zip(&f.partition_values).map(|(fd, v)| Self::partition_scalar(v, fd.data_type())).collect::<DfResult<_>>()?;
             files.push(pf);
         }
-        let table_schema = TableSchema::new(self.file_schema(), part_fields);
+        let table_schema = TableSchema::builder(self.file_schema()).with_table_partition_cols(part_fields).build();
         let mut source = ParquetSource::new(table_schema).with_table_parquet_options(state.table_options().parquet.clone());
         if let Some(predicate) = conjunction(filters.iter().cloned()) {
             let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;

@@ -113,7 +113,6 @@ pub async fn session_with_versions(lake: &Location) -> Result<(SessionContext, s
 /// [`session_with_versions`] on `engine`. On a cluster each silver table is the exact file
 /// list of the snapshot read here (`engine::SilverScan`), with delta-rs's schema.
 pub async fn session_on(lake: &Location, engine: &Engine) -> Result<(SessionContext, std::collections::BTreeMap<String, i64>), GoldError> {
-    use deltalake::datafusion::datasource::TableProvider as _;
     let mut versions = std::collections::BTreeMap::new();
     let ctx = engine::context(engine).await?;
     let lh = Lakehouse::new(lake)?;

@@ -315,7 +315,6 @@ impl LogicalExtensionCodec for GoldCodec {
     }
 }
 
-use datafusion_proto::logical_plan as deltalake_proto_codec;
 
 
 #[cfg(test)]
