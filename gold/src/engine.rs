@@ -202,33 +202,27 @@ impl SilverScan {
         SilverScan { schema, wire }
     }
 
-    /// The partition columns must close the schema, in order (the layout `scan` builds).
+    /// Every partition column must be a column of the schema.
     fn check_schema(&self, name: &str) -> Result<(), GoldError> {
-        let n = self.schema.fields().len();
-        let k = self.wire.partition_columns.len();
-        let tail: Vec<&str> = self.schema.fields().iter().skip(n.saturating_sub(k)).map(|f| f.name().as_str()).collect();
-        if k > n || tail != self.wire.partition_columns.iter().map(String::as_str).collect::<Vec<_>>() {
-            return Err(GoldError::Input(format!(
-                "silver table {name}: partition columns {:?} are not the last columns of its schema {:?}",
-                self.wire.partition_columns,
-                self.schema.fields().iter().map(|f| f.name()).collect::<Vec<_>>()
-            )));
+        match self.wire.partition_columns.iter().find(|c| self.schema.index_of(c).is_err()) {
+            Some(c) => Err(GoldError::Input(format!("silver table {name}: partition column {c} is not in its schema"))),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     pub fn files(&self) -> &[SilverFile] {
         &self.wire.files
     }
 
-    fn partition_fields(&self) -> Vec<Arc<Field>> {
-        let n = self.schema.fields().len() - self.wire.partition_columns.len();
-        self.schema.fields().iter().skip(n).cloned().collect()
-    }
-
-    fn file_schema(&self) -> SchemaRef {
-        let n = self.schema.fields().len() - self.wire.partition_columns.len();
-        Arc::new(Schema::new_with_metadata(self.schema.fields().iter().take(n).cloned().collect::<Vec<_>>(), self.schema.metadata().clone()))
+    /// The scan's layout: the file columns (the schema's other columns, in its order), then the
+    /// partition columns (in partition order); and each schema column's index in it.
+    fn layout(&self) -> DfResult<(SchemaRef, Vec<Arc<Field>>, Vec<usize>)> {
+        let is_part = |f: &Field| self.wire.partition_columns.iter().any(|c| c == f.name());
+        let file_fields: Vec<Arc<Field>> = self.schema.fields().iter().filter(|f| !is_part(f)).cloned().collect();
+        let part_fields = self.wire.partition_columns.iter().map(|c| Ok(Arc::new(self.schema.field_with_name(c)?.clone()))).collect::<DfResult<Vec<_>>>()?;
+        let names: Vec<&str> = file_fields.iter().chain(&part_fields).map(|f| f.name().as_str()).collect();
+        let index = self.schema.fields().iter().map(|f| names.iter().position(|n| n == f.name()).expect("every column is in the layout")).collect();
+        Ok((Arc::new(Schema::new_with_metadata(file_fields, self.schema.metadata().clone())), part_fields, index))
     }
 
     /// A partition value as the column's type (a dictionary-typed column gets a dictionary
@@ -313,7 +307,7 @@ impl TableProvider for SilverScan {
     }
 
     async fn scan(&self, state: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let part_fields = self.partition_fields();
+        let (file_schema, part_fields, index) = self.layout()?;
         let part_schema: SchemaRef = Arc::new(Schema::new(part_fields.clone()));
         let part_df_schema = DFSchema::try_from(part_schema.as_ref().clone())?;
         let partition_filters = filters
@@ -331,16 +325,20 @@ impl TableProvider for SilverScan {
             pf.partition_values = part_fields.iter().zip(&f.partition_values).map(|(fd, v)| Self::partition_scalar(v, fd.data_type())).collect::<DfResult<_>>()?;
             files.push(pf);
         }
-        let table_schema = TableSchema::builder(self.file_schema()).with_table_partition_cols(part_fields).build();
+        let table_schema = TableSchema::builder(file_schema).with_table_partition_cols(part_fields).build();
+        let layout_schema = table_schema.table_schema().clone();
         let mut source = ParquetSource::new(table_schema).with_table_parquet_options(state.table_options().parquet.clone());
         if let Some(predicate) = conjunction(filters.iter().cloned()) {
-            let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+            let df_schema = DFSchema::try_from(layout_schema.as_ref().clone())?;
             source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
         }
         let partitions = state.config_options().execution.target_partitions.max(1);
         let groups = if files.is_empty() { vec![] } else { FileGroup::new(files).split_files(partitions) };
         let store = ObjectStoreUrl::parse(&self.wire.store)?;
-        let config = FileScanConfigBuilder::new(store, Arc::new(source)).with_file_groups(groups).with_projection_indices(projection.cloned())?.with_limit(limit).build();
+        let config = FileScanConfigBuilder::new(store, Arc::new(source)).with_file_groups(groups).with_projection_indices(Some(match projection {
+            Some(p) => p.iter().map(|i| index[*i]).collect(),
+            None => index.clone(),
+        }))?.with_limit(limit).build();
         Ok(DataSourceExec::from_data_source(config))
     }
 }
@@ -448,6 +446,22 @@ mod tests {
         // A filter on a data column prunes no file (it is applied above the scan).
         let all = shown(scan.scan(&state, None, &[col("x").gt(lit(1i64))], None).await.unwrap());
         assert!(["one", "two", "three"].iter().all(|f| all.contains(&format!("{f}.parquet"))), "{all}");
+    }
+
+    #[tokio::test]
+    async fn scans_keep_the_table_column_order() {
+        // delta-rs keeps the table's order: the partition column may come first.
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("partner_id", DataType::Utf8, true),
+            Field::new("x", DataType::Int64, true),
+            Field::new("y", DataType::Utf8, true),
+        ]));
+        let wire = SilverScanWire { store: "file:///".into(), partition_columns: vec!["partner_id".into()], files: vec![] };
+        let scan = SilverScan::from_wire(schema.clone(), wire);
+        let state = SessionContext::new().state();
+        let names = |s: SchemaRef| s.fields().iter().map(|f| f.name().clone()).collect::<Vec<_>>();
+        assert_eq!(names(scan.scan(&state, None, &[], None).await.unwrap().schema()), ["partner_id", "x", "y"]);
+        assert_eq!(names(scan.scan(&state, Some(&vec![2, 0]), &[], None).await.unwrap().schema()), ["y", "partner_id"]);
     }
 
     #[test]
