@@ -193,6 +193,17 @@ impl SilverScan {
             files.push(SilverFile { path: path.to_string(), size, modified_ms: view.modification_time(), partition_values: values });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
+        // delta-rs types partition columns as dictionaries; the plan's partition values do not
+        // survive serialisation as such, so the scan gives their plain value type.
+        let fields: Vec<Arc<Field>> = schema
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::Dictionary(_, v) if partition_columns.contains(f.name()) => Arc::new(f.as_ref().clone().with_data_type(v.as_ref().clone())),
+                _ => f.clone(),
+            })
+            .collect();
+        let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
         let scan = SilverScan { schema, wire: SilverScanWire { store, partition_columns, files } };
         scan.check_schema(&name)?;
         Ok(scan)

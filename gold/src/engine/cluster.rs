@@ -34,7 +34,12 @@ pub(crate) async fn client_context(url: &str) -> Result<SessionContext, GoldErro
         .with_ballista_logical_extension_codec(Arc::new(GoldCodec::default()))
         .set_str(BALLISTA_CLIENT_GRPC_MAX_MESSAGE_SIZE, &MAX_MESSAGE_BYTES.to_string());
     let state = gold_state(config, lake_runtime(None)?)?;
-    Ok(SessionContext::remote_with_state(url, state).await?)
+    let ctx = SessionContext::remote_with_state(url, state).await?;
+    // Ballista sets the session's scalar functions to its own list: ours are added after.
+    for f in gold_functions().into_values() {
+        ctx.register_udf(f.as_ref().clone());
+    }
+    Ok(ctx)
 }
 
 /// Errors starting or running a cluster process.

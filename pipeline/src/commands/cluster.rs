@@ -53,7 +53,27 @@ pub enum ClusterRole {
     },
 }
 
+/// Stack of the cluster's runtime threads: planning and (de)serialising deep plans recurses
+/// far beyond the default 2 MiB (Ballista's own binaries use the same size).
+const STACK_BYTES: usize = 32 * 1024 * 1024;
+
 pub async fn run(_g: &Globals, role: ClusterRole) -> Result<u8, Failure> {
+    let worker = std::thread::Builder::new().name("cluster".into()).stack_size(STACK_BYTES).spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_stack_size(STACK_BYTES)
+            .build()
+            .map_err(|e| Failure::failed(format!("cluster runtime: {e}")))?;
+        runtime.block_on(serve(role))
+    });
+    let worker = worker.map_err(|e| Failure::failed(format!("cluster thread: {e}")))?;
+    tokio::task::spawn_blocking(move || worker.join())
+        .await
+        .map_err(|e| Failure::failed(format!("cluster thread: {e}")))?
+        .map_err(|_| Failure::failed("the cluster process panicked"))?
+}
+
+async fn serve(role: ClusterRole) -> Result<u8, Failure> {
     let result = match role {
         ClusterRole::Scheduler { listen, external_host, executor_timeout } => {
             let external_host = external_host.unwrap_or_else(|| if listen.ip().is_unspecified() { "localhost".into() } else { listen.ip().to_string() });
