@@ -120,10 +120,25 @@ pub(crate) fn derived(ctx: &SessionContext) -> SessionContext {
     out
 }
 
-/// Whether `ctx` sends its queries to a cluster (its tables must then be [`SilverScan`]s or
-/// in-memory tables, which travel with the plan).
-pub(crate) fn is_distributed(engine: &Engine) -> bool {
-    matches!(engine, Engine::Ballista(_))
+/// `table`'s provider for a session: delta-rs's own locally, its exact snapshot files
+/// ([`SilverScan`]) on a session that sends its queries to a cluster.
+pub(crate) async fn delta_provider(ctx: &SessionContext, table: &deltalake::DeltaTable) -> Result<Arc<dyn TableProvider>, GoldError> {
+    let provider = table.table_provider().await?;
+    if !sends_to_cluster(ctx) {
+        return Ok(provider);
+    }
+    Ok(Arc::new(SilverScan::from_delta(table, provider.schema())?))
+}
+
+/// Whether `ctx` is a Ballista session (its configuration carries Ballista's settings).
+fn sends_to_cluster(ctx: &SessionContext) -> bool {
+    #[cfg(feature = "cluster")]
+    return ctx.state().config().options().extensions.get::<ballista_core::config::BallistaConfig>().is_some();
+    #[cfg(not(feature = "cluster"))]
+    {
+        let _ = ctx;
+        false
+    }
 }
 
 /// One data file of a silver table's snapshot.

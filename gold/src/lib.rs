@@ -121,12 +121,7 @@ pub async fn session_on(lake: &Location, engine: &Engine) -> Result<(SessionCont
             Some(table) if Lakehouse::version(&table).is_some() => {
                 versions.insert(name.to_string(), Lakehouse::version(&table).expect("checked"));
                 table.update_datafusion_session(&ctx.state())?;
-                let provider = table.table_provider().await?;
-                if engine::is_distributed(engine) {
-                    ctx.register_table(name, Arc::new(engine::SilverScan::from_delta(&table, provider.schema())?))?;
-                } else {
-                    ctx.register_table(name, provider)?;
-                }
+                ctx.register_table(name, engine::delta_provider(&ctx, &table).await?)?;
             }
             _ => {
                 ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
