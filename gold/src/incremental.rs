@@ -141,7 +141,7 @@ async fn register_changes(ctx: &SessionContext, lake: &Location, runs: &[&Silver
     replace_table(ctx, "_changed_product_keys", Arc::new(MemTable::try_new(schema, vec![vec![keys]])?))?;
     let lh = Lakehouse::new(lake)?;
     let history: Arc<dyn deltalake::datafusion::catalog::TableProvider> = match lh.open(silver::PRODUCTS_HISTORY).await? {
-        Some(t) if Lakehouse::version(&t).is_some() => t.table_provider().await?,
+        Some(t) if Lakehouse::version(&t).is_some() => crate::engine::delta_provider(ctx, &t).await?,
         _ => Arc::new(MemTable::try_new(silver::products_history_schema(), vec![vec![]])?),
     };
     replace_table(ctx, "_products_history", history)?;
@@ -170,7 +170,7 @@ async fn register_changes(ctx: &SessionContext, lake: &Location, runs: &[&Silver
             if u64::try_from(*v).is_err() || t.load_version(*v as u64).await.is_err() {
                 return Ok(false);
             }
-            t.table_provider().await?
+            crate::engine::delta_provider(ctx, &t).await?
         }
         _ => Arc::new(MemTable::try_new(silver::current_schema(Dataset::Orders), vec![vec![]])?),
     };

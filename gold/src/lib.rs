@@ -7,6 +7,7 @@
 //! away from zero to NUMERIC(18,2); ratios are doubles computed from exact sums.
 
 pub mod checks;
+pub mod engine;
 pub mod incremental;
 pub mod lake;
 pub mod models;
@@ -14,6 +15,7 @@ pub mod publish;
 pub mod udf;
 pub mod warehouse;
 
+pub use engine::Engine;
 pub use models::{models, Model};
 pub use publish::{run_gold, GoldOptions, GoldReport};
 pub use warehouse::{Warehouse, WarehouseError};
@@ -105,17 +107,21 @@ pub async fn session(lake: &Location) -> Result<SessionContext, GoldError> {
 /// [`session`], with the version of each silver table it reads (tables that do not exist yet
 /// are absent).
 pub async fn session_with_versions(lake: &Location) -> Result<(SessionContext, std::collections::BTreeMap<String, i64>), GoldError> {
+    session_on(lake, &Engine::Local).await
+}
+
+/// [`session_with_versions`] on `engine`. On a cluster each silver table is the exact file
+/// list of the snapshot read here (`engine::SilverScan`), with delta-rs's schema.
+pub async fn session_on(lake: &Location, engine: &Engine) -> Result<(SessionContext, std::collections::BTreeMap<String, i64>), GoldError> {
     let mut versions = std::collections::BTreeMap::new();
-    let ctx = SessionContext::new();
-    ctx.register_udf(udf::money());
-    ctx.register_udf(udf::money_div());
+    let ctx = engine::context(engine).await?;
     let lh = Lakehouse::new(lake)?;
     for (name, schema) in inputs() {
         match lh.open(name).await? {
             Some(table) if Lakehouse::version(&table).is_some() => {
                 versions.insert(name.to_string(), Lakehouse::version(&table).expect("checked"));
                 table.update_datafusion_session(&ctx.state())?;
-                ctx.register_table(name, table.table_provider().await?)?;
+                ctx.register_table(name, engine::delta_provider(&ctx, &table).await?)?;
             }
             _ => {
                 ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
@@ -134,11 +140,7 @@ pub async fn session_with_versions(lake: &Location) -> Result<(SessionContext, s
 /// rows of the order dates `dates`, computed once: the order-dated models and the checks of a
 /// publish limited to those dates then read them instead of joining silver again each.
 pub async fn session_for_order_dates(ctx: &SessionContext, dates: &std::collections::BTreeSet<String>) -> Result<SessionContext, GoldError> {
-    use deltalake::datafusion::execution::session_state::SessionStateBuilder;
-    let state = SessionStateBuilder::new().with_config(ctx.copied_config()).with_runtime_env(ctx.runtime_env()).with_default_features().build();
-    let out = SessionContext::new_with_state(state);
-    out.register_udf(udf::money());
-    out.register_udf(udf::money_div());
+    let out = engine::derived(ctx);
     for (name, _) in inputs() {
         out.register_table(name, ctx.table_provider(name).await?)?;
     }
@@ -155,11 +157,7 @@ pub async fn session_for_order_dates(ctx: &SessionContext, dates: &std::collecti
 /// A session over the same silver tables as `ctx` in which each table of `narrow` holds only
 /// its rows of the key tuples `keys` (computed once), and the shared views are built on them.
 async fn session_narrowed(ctx: &SessionContext, narrow: &[String], keys: &incremental::KeySet) -> Result<SessionContext, GoldError> {
-    use deltalake::datafusion::execution::session_state::SessionStateBuilder;
-    let state = SessionStateBuilder::new().with_config(ctx.copied_config()).with_runtime_env(ctx.runtime_env()).with_default_features().build();
-    let out = SessionContext::new_with_state(state);
-    out.register_udf(udf::money());
-    out.register_udf(udf::money_div());
+    let out = engine::derived(ctx);
     let _ = ctx.deregister_table("_narrow_keys");
     ctx.register_table("_narrow_keys", Arc::new(MemTable::try_new(keys.rows.schema(), vec![vec![keys.rows.clone()]])?))?;
     let on = keys.columns.iter().map(|c| format!("t.{c} = k.{c}")).collect::<Vec<_>>().join(" AND ");

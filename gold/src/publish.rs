@@ -34,6 +34,8 @@ use crate::{incremental, models, Dates, GoldError, Scope, Warehouse};
 pub struct GoldOptions {
     /// Recompute and republish every date (a full rebuild of gold).
     pub full: bool,
+    /// Where the models run (the local engine unless a cluster is given).
+    pub engine: crate::Engine,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -184,7 +186,7 @@ pub async fn run_gold(lake: &Location, wh: &mut Warehouse, date: RunDate, opts: 
     }
 
     let started = std::time::Instant::now();
-    let (ctx, read) = crate::session_with_versions(lake).await?;
+    let (ctx, read) = crate::session_on(lake, &opts.engine).await?;
     let carried: Vec<&SilverRun> = completed.iter().copied().filter(|r| published.get(&r.date.to_string()) == Some(&r.stamp())).collect();
     let uncarried: Vec<&SilverRun> = pending.iter().copied().filter(|r| published.get(&r.date.to_string()) != Some(&r.stamp())).collect();
     let mut groups = None;

@@ -200,6 +200,18 @@ SIGTERM: stop accepting, finish the running stage (the run is recorded cancelled
   medallion feeds
   medallion feeds --date 2026-11-20 --json")]
     Feeds(FeedsArgs),
+    /// Run a Ballista scheduler or executor that knows gold's functions and reads the lake
+    /// (gold then runs there with --engine df://HOST:PORT).
+    #[command(after_help = "Examples:
+  medallion cluster scheduler --listen 0.0.0.0:50050
+  medallion cluster executor --scheduler df://scheduler:50050 --listen 0.0.0.0:50051 --grpc-port 50052
+  medallion gold --date 2026-11-20 --engine df://scheduler:50050
+
+Executors read the lake with the same AWS_* variables as every other command.")]
+    Cluster {
+        #[command(subcommand)]
+        role: crate::commands::ClusterRole,
+    },
 }
 
 #[derive(clap::Args)]
@@ -272,6 +284,10 @@ pub struct GoldArgs {
     /// PostgreSQL COPY format (binary is faster; text for troubleshooting).
     #[arg(long, value_enum, default_value_t = CopyFormatArg::Binary)]
     pub copy_format: CopyFormatArg,
+    /// Where gold's SQL runs: `local` (this process) or a Ballista scheduler `df://HOST:PORT`
+    /// started by `medallion cluster scheduler`.
+    #[arg(long, env = "MEDALLION_ENGINE", default_value = "local")]
+    pub engine: gold::Engine,
     /// Retries of a stage that failed for a transient reason (S3 or PostgreSQL unreachable).
     #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
     pub retries: u32,
@@ -293,6 +309,10 @@ pub struct RunArgs {
     /// Retries of a stage that failed for a transient reason (S3 or PostgreSQL unreachable).
     #[arg(long, env = "MEDALLION_RETRIES", default_value_t = 3)]
     pub retries: u32,
+    /// Where gold's SQL runs: `local` (this process) or a Ballista scheduler `df://HOST:PORT`
+    /// started by `medallion cluster scheduler`.
+    #[arg(long, env = "MEDALLION_ENGINE", default_value = "local")]
+    pub engine: gold::Engine,
 }
 
 #[derive(clap::Args)]

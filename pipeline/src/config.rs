@@ -23,6 +23,7 @@ const CONFIG_KEYS: &[(&str, &str)] = &[
     ("request_timeout", "MEDALLION_REQUEST_TIMEOUT"),
     ("schedule", "MEDALLION_SCHEDULE"),
     ("read_connections", "MEDALLION_READ_CONNECTIONS"),
+    ("engine", "MEDALLION_ENGINE"),
 ];
 
 /// Reads `medallion.toml` (or the file named by MEDALLION_CONFIG): each setting becomes the

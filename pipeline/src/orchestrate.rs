@@ -33,6 +33,8 @@ pub struct StageOptions {
     pub bronze_from_raw: bool,
     /// A sharded run: bronze and silver for these partners only, under their partner locks.
     pub partners: Option<BTreeSet<String>>,
+    /// Where gold's SQL runs.
+    pub engine: gold::Engine,
 }
 
 impl Default for StageOptions {
@@ -43,6 +45,7 @@ impl Default for StageOptions {
             copy_format: gold::warehouse::CopyFormat::Binary,
             bronze_from_raw: false,
             partners: None,
+            engine: gold::Engine::Local,
         }
     }
 }

@@ -197,7 +197,7 @@ impl Stage {
             Stage::Gold => {
                 // Every shard of the date must have completed silver.
                 crate::orchestrate::gold_ready(ctx, date).await?;
-                match gold::run_gold(&ctx.lake, wh, date, &gold::GoldOptions { full: ctx.options.full }).await {
+                match gold::run_gold(&ctx.lake, wh, date, &gold::GoldOptions { full: ctx.options.full, engine: ctx.options.engine.clone() }).await {
                     Ok(r) => Ok(StageReport::Gold(Box::new(r))),
                     Err(gold::GoldError::NothingToDo(m)) => Ok(StageReport::Skipped(m)),
                     Err(e) => Err(e.into()),

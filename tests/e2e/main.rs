@@ -22,6 +22,7 @@ macro_rules! both {
 
 mod bronze;
 mod cli;
+mod cluster;
 mod silver;
 mod common;
 mod dashboard;

@@ -3,6 +3,7 @@
 //! code (or a `Failure`, which `main` turns into a message and an exit code).
 
 mod backfill;
+mod cluster;
 mod contract;
 mod demo;
 mod feeds;
@@ -17,6 +18,8 @@ mod stage;
 mod status;
 mod warehouse;
 mod watch;
+
+pub use cluster::ClusterRole;
 
 use crate::cli::{Cli, Command};
 use crate::Failure;
@@ -51,5 +54,6 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Contract => contract::run(&g),
         Command::Feeds(a) => feeds::run(&g, a).await,
         Command::Serve(a) => serve::run(&g, a).await,
+        Command::Cluster { role } => cluster::run(&g, role).await,
     }
 }

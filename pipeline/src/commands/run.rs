@@ -29,6 +29,7 @@ pub async fn run(g: &Globals, a: RunArgs) -> Result<u8, Failure> {
     }
     let mut ctx = orchestrate::context(&g.lake, Some((&a.landing, true)), g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
     ctx.options.partners = partners;
+    ctx.options.engine = a.engine;
     let o = orchestrate::run_locked(&ctx, a.date, "run", &stages, &format!("medallion run --date {}{shard}", a.date)).await?;
     if g.json {
         render::print_json(&o.summary);

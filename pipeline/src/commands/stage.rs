@@ -62,6 +62,7 @@ pub async fn silver(g: &Globals, a: SilverArgs) -> Result<u8, Failure> {
 pub async fn gold(g: &Globals, a: GoldArgs) -> Result<u8, Failure> {
     let mut ctx = orchestrate::context(&g.lake, None, g.warehouse.as_deref(), a.retries, g.lock_timeout, g.quiet).await?;
     ctx.options.full = a.full;
+    ctx.options.engine = a.engine;
     ctx.options.copy_format = match a.copy_format {
         CopyFormatArg::Binary => gold::warehouse::CopyFormat::Binary,
         CopyFormatArg::Text => gold::warehouse::CopyFormat::Text,
