@@ -230,7 +230,7 @@ fn fail(json: bool, f: &Failure) -> ExitCode {
     if json {
         // Tools reading --json get one object on failure too.
         let out = serde_json::json!({ "error": f.message, "exit_code": f.code, "exit_class": exit::class(f.code), "transient": f.transient });
-        println!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
+        crate::out!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
     }
     ExitCode::from(f.code)
 }

@@ -4,8 +4,31 @@ use bronze::{FeedOutcome, LandAction};
 
 use crate::ledger;
 
+/// `println!` for a command's output. When stdout's reader has gone (`medallion … | head`),
+/// the process ends quietly with status 141 (128 + SIGPIPE), as Unix tools killed by SIGPIPE
+/// do, instead of panicking; the work before the print is complete and recorded. (SIGPIPE
+/// itself stays ignored: a peer closing a socket must be an error the caller handles.)
+#[macro_export]
+macro_rules! out {
+    () => { $crate::render::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::render::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Writes to stdout (see [`out!`]); any other write error is reported on stderr, exit 1.
+pub fn write_stdout(args: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_fmt(args).and_then(|_| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("medallion: error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 pub fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("summaries serialise"));
+    crate::out!("{}", serde_json::to_string_pretty(value).expect("summaries serialise"));
 }
 
 /// One line per stage of a run: `bronze completed, silver completed, gold skipped`.
@@ -30,7 +53,7 @@ pub fn bronze_json(report: &bronze::LandReport, lake: &str, seconds: f64) -> ser
 }
 
 pub fn print_bronze(date: schemas::RunDate, report: &bronze::LandReport, lake: &str, seconds: f64) {
-    println!(
+    crate::out!(
         "bronze {}: {} landed ({} rows, {:.1} MB), {} quarantined, {} already landed, {} ignored in {:.1}s; lake {}",
         date,
         report.count(LandAction::Landed),
@@ -50,23 +73,23 @@ pub fn print_status(st: &ledger::Status) {
         serde_json::Value::Null => String::new(),
         other => other.to_string(),
     };
-    println!("{:<40} {:<10} {:<9} {:<10} {:<24} {}", "run", "date", "kind", "status", "started", "stages");
+    crate::out!("{:<40} {:<10} {:<9} {:<10} {:<24} {}", "run", "date", "kind", "status", "started", "stages");
     for r in &st.runs {
         let jobs: Vec<String> = r["jobs"]
             .as_array()
             .map(|a| a.iter().map(|j| format!("{} {}{}", s(j, "stage"), s(j, "status"), if s(j, "attempts").parse::<u32>().unwrap_or(1) > 1 { format!(" ({} attempts)", s(j, "attempts")) } else { String::new() })).collect())
             .unwrap_or_default();
-        println!("{:<40} {:<10} {:<9} {:<10} {:<24} {}", s(r, "run_id"), s(r, "run_date"), s(r, "kind"), s(r, "status"), s(r, "started_at"), jobs.join(", "));
+        crate::out!("{:<40} {:<10} {:<9} {:<10} {:<24} {}", s(r, "run_id"), s(r, "run_date"), s(r, "kind"), s(r, "status"), s(r, "started_at"), jobs.join(", "));
         if let Some(p) = r["partners"].as_str() {
-            println!("    sharded run of partners {p}");
+            crate::out!("    sharded run of partners {p}");
         }
         if let Some(e) = r["error"].as_str() {
-            println!("    {}: {e}", s(r, "status"));
+            crate::out!("    {}: {e}", s(r, "status"));
         }
     }
     if !st.feeds.is_empty() {
-        println!();
-        println!("{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9} {:>9} {:>9}  {}", "feed", "date", "partner", "dataset", "status", "read", "valid", "rejected", "dup", "check / reason");
+        crate::out!();
+        crate::out!("{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9} {:>9} {:>9}  {}", "feed", "date", "partner", "dataset", "status", "read", "valid", "rejected", "dup", "check / reason");
         for f in &st.feeds {
             let n = |k: &str| s(f, k).parse::<u64>().ok();
             let check = match (n("rows_read"), n("valid"), n("rejected"), n("duplicate")) {
@@ -74,14 +97,14 @@ pub fn print_status(st: &ledger::Status) {
                 (Some(_), Some(_), Some(_), Some(_)) => "UNBALANCED".to_string(),
                 _ => format!("{} {}", s(f, "reason"), s(f, "detail")).trim().to_string(),
             };
-            println!(
+            crate::out!(
                 "{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9} {:>9} {:>9}  {check}",
                 s(f, "feed_id"), s(f, "run_date"), s(f, "partner_id"), s(f, "dataset"), s(f, "status"), s(f, "rows_read"), s(f, "valid"), s(f, "rejected"), s(f, "duplicate")
             );
         }
     }
     for d in &st.product_diffs {
-        println!(
+        crate::out!(
             "products {} {}: {} inserted, {} updated, {} unchanged, {} skipped, {} duplicate",
             s(d, "run_date"), s(d, "partner_id"), s(d, "inserted"), s(d, "updated"), s(d, "unchanged"), s(d, "skipped"), s(d, "duplicate")
         );
@@ -90,17 +113,17 @@ pub fn print_status(st: &ledger::Status) {
 
 pub fn print_gold(r: &gold::GoldReport) {
     for m in &r.migrations {
-        println!("applied migration {m}");
+        crate::out!("applied migration {m}");
     }
     for c in &r.checks {
-        println!("check {:<34} {}", c.name, if c.passed() { "ok" } else { "FAILED" });
+        crate::out!("check {:<34} {}", c.name, if c.passed() { "ok" } else { "FAILED" });
     }
-    println!("{:<22} {:>9} {:>9}  {}", "table", "rows", "replaced", "dates");
+    crate::out!("{:<22} {:>9} {:>9}  {}", "table", "rows", "replaced", "dates");
     for t in &r.tables {
         let dates = if t.dates.len() > 4 { format!("{} .. {} ({} dates)", t.dates[0], t.dates[t.dates.len() - 1], t.dates.len()) } else { t.dates.join(", ") };
-        println!("{:<22} {:>9} {:>9}  {dates}", t.table, t.rows, t.rows_deleted);
+        crate::out!("{:<22} {:>9} {:>9}  {dates}", t.table, t.rows, t.rows_deleted);
     }
-    println!(
+    crate::out!(
         "gold {}: published {} silver run(s) ({}){} to {} in {:.1}s (compute {:.1}s); {} lake files written, {} removed",
         r.date,
         r.silver_runs.len(),
@@ -115,23 +138,23 @@ pub fn print_gold(r: &gold::GoldReport) {
 }
 
 pub fn print_silver(r: &silver::SilverReport, seconds: f64) {
-    println!("{:<9} {:<12} {:<11} {:>9} {:>9} {:>9} {:>9}  {}", "feed", "partner", "dataset", "read", "valid", "rejected", "dup", "reasons / warnings");
+    crate::out!("{:<9} {:<12} {:<11} {:>9} {:>9} {:>9} {:>9}  {}", "feed", "partner", "dataset", "read", "valid", "rejected", "dup", "reasons / warnings");
     for f in &r.feeds {
         let mut notes: Vec<String> = f.reasons.iter().map(|(k, v)| format!("{k}={v}")).collect();
         notes.extend(f.warnings.iter().map(|(k, v)| format!("warn {k}={v}")));
-        println!(
+        crate::out!(
             "{:<9} {:<12} {:<11} {:>9} {:>9} {:>9} {:>9}  {}",
             f.feed_id, f.partner, f.dataset, f.rows_read, f.valid, f.rejected, f.duplicate, notes.join(", ")
         );
     }
     for d in &r.product_changes {
-        println!(
+        crate::out!(
             "products {}: {} inserted, {} updated, {} unchanged, {} skipped, {} duplicate",
             d.partner, d.inserted, d.updated, d.unchanged, d.skipped, d.duplicate
         );
     }
     let orphans: u64 = r.orphan_items.values().sum();
-    println!(
+    crate::out!(
         "silver {}: {} feeds reconciled; {} orphan items; {} total_mismatch warnings; business dates touched: {} in {:.1}s",
         r.date,
         r.feeds.len(),

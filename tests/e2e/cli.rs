@@ -130,3 +130,21 @@ fn medallion_toml_sets_defaults_below_flags_and_environment() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting \"lak\""), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Output into a pipe whose reader has gone (`medallion … | head`) ends the command quietly
+/// with 141 (128 + SIGPIPE), as Unix tools do, instead of a panic; the run itself completed.
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    let env = local();
+    medallion(&env, &["generate", "--partners", "1", "--days", "1", "--rows", "20", "--out", &env.landing, "-q"]).ok();
+    for args in [vec!["contract"], vec!["run", "--date", "2026-11-18", "--json", "-q"]] {
+        let mut child = command(&env, &args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(!stderr.contains("internal error") && !stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    let status = medallion(&env, &["status", "--date", "2026-11-18", "--json"]).ok().json();
+    assert_eq!(status["runs"][0]["status"], "completed", "{status:#}");
+}

@@ -33,10 +33,10 @@ pub async fn run(g: &Globals, a: BackfillArgs) -> Result<u8, Failure> {
         render::print_json(&serde_json::json!({ "dates": runs.iter().map(|r| &r.summary).collect::<Vec<_>>(), "gold": gold }));
     } else {
         for r in &runs {
-            println!("backfill {} {}", r.summary.date, r.summary.status);
+            crate::out!("backfill {} {}", r.summary.date, r.summary.status);
         }
         if let Some(r) = gold {
-            println!("gold republished in full: {} rows to {}", r.tables.iter().map(|t| t.rows).sum::<u64>(), r.warehouse);
+            crate::out!("gold republished in full: {} rows to {}", r.tables.iter().map(|t| t.rows).sum::<u64>(), r.warehouse);
         }
     }
     // Nothing to do only when no date had anything (gold included).

@@ -5,6 +5,6 @@ pub fn run(g: &crate::commands::Globals) -> Result<u8, crate::Failure> {
         crate::render::print_json(&serde_json::json!({ "markdown": schemas::contract::markdown() }));
         return Ok(crate::exit::OK);
     }
-    print!("{}", schemas::contract::markdown());
+    crate::render::write_stdout(format_args!("{}", schemas::contract::markdown()));
     Ok(crate::exit::OK)
 }

@@ -53,29 +53,29 @@ pub async fn run(g: &Globals, a: DemoArgs) -> Result<u8, Failure> {
         return Ok(exit::OK);
     }
     let cell = |r: &Vec<Option<String>>, i: usize| r.get(i).cloned().flatten().unwrap_or_default();
-    println!();
+    crate::out!();
     for r in &results {
-        println!("  {} {:<9} {}", r.date, r.status, render::stage_list(r));
+        crate::out!("  {} {:<9} {}", r.date, r.status, render::stage_list(r));
     }
-    println!("\nOrder KPIs (gold.order_kpis):");
-    println!("  {:<12} {:<8} {:>8} {:>16} {:>10}", "date", "currency", "orders", "net revenue", "customers");
+    crate::out!("\nOrder KPIs (gold.order_kpis):");
+    crate::out!("  {:<12} {:<8} {:>8} {:>16} {:>10}", "date", "currency", "orders", "net revenue", "customers");
     for r in &kpis {
         let money = cell(r, 3).parse::<f64>().map(|v| format!("{v:.2}")).unwrap_or_default();
-        println!("  {:<12} {:<8} {:>8} {:>16} {:>10}", cell(r, 0), cell(r, 1), cell(r, 2), money, cell(r, 4));
+        crate::out!("  {:<12} {:<8} {:>8} {:>16} {:>10}", cell(r, 0), cell(r, 1), cell(r, 2), money, cell(r, 4));
     }
-    println!("\nTop partners by net revenue (gold.partner_revenue):");
+    crate::out!("\nTop partners by net revenue (gold.partner_revenue):");
     for r in &top {
-        println!("  {:<12} {} {:.2}", cell(r, 0), cell(r, 1), cell(r, 2).parse::<f64>().unwrap_or_default());
+        crate::out!("  {:<12} {} {:.2}", cell(r, 0), cell(r, 1), cell(r, 2).parse::<f64>().unwrap_or_default());
     }
     let me = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "medallion".into());
     let lake = lake_dir.display();
-    println!("\nWhere to look:");
-    println!("  lake       {lake}   (raw/ immutable copies, bronze/ Parquet, silver/ Delta tables, gold/ Parquet)");
-    println!("  warehouse  {warehouse}   (open it with sqlite3 or any BI tool)");
-    println!("\nTry:");
-    println!("  {me} status --lake {lake} --date {last}");
-    println!("  {me} feeds --lake {lake} --date {last}");
-    println!("  {me} sql --lake {lake} \"SELECT * FROM gold.daily_sales ORDER BY net_revenue DESC LIMIT 5\"");
-    println!("  sqlite3 {lake}/warehouse.db \"SELECT * FROM category_kpis ORDER BY daily_revenue DESC LIMIT 5\"");
+    crate::out!("\nWhere to look:");
+    crate::out!("  lake       {lake}   (raw/ immutable copies, bronze/ Parquet, silver/ Delta tables, gold/ Parquet)");
+    crate::out!("  warehouse  {warehouse}   (open it with sqlite3 or any BI tool)");
+    crate::out!("\nTry:");
+    crate::out!("  {me} status --lake {lake} --date {last}");
+    crate::out!("  {me} feeds --lake {lake} --date {last}");
+    crate::out!("  {me} sql --lake {lake} \"SELECT * FROM gold.daily_sales ORDER BY net_revenue DESC LIMIT 5\"");
+    crate::out!("  sqlite3 {lake}/warehouse.db \"SELECT * FROM category_kpis ORDER BY daily_revenue DESC LIMIT 5\"");
     Ok(exit::OK)
 }

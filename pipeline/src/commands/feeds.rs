@@ -19,14 +19,14 @@ pub async fn run(g: &Globals, a: FeedsArgs) -> Result<u8, Failure> {
         render::print_json(&serde_json::json!({ "feeds": feeds }));
         return Ok(exit::OK);
     }
-    println!("{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9}  {}", "feed", "date", "partner", "dataset", "status", "rows", "bytes", "file / reason");
+    crate::out!("{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9}  {}", "feed", "date", "partner", "dataset", "status", "rows", "bytes", "file / reason");
     for f in &feeds {
         let note = match (&f.reason, &f.detail) {
             (Some(r), Some(d)) => format!("{}  [{r}: {d}]", f.file_name),
             _ if !f.extra_columns.is_empty() => format!("{}  (extra columns: {})", f.file_name, f.extra_columns.join(", ")),
             _ => f.file_name.clone(),
         };
-        println!("{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9}  {note}", f.feed_id, f.date, f.partner, f.dataset.name(), f.status.as_str(), f.rows, f.bytes);
+        crate::out!("{:<9} {:<10} {:<12} {:<11} {:<12} {:>9} {:>9}  {note}", f.feed_id, f.date, f.partner, f.dataset.name(), f.status.as_str(), f.rows, f.bytes);
     }
     Ok(exit::OK)
 }

@@ -24,7 +24,7 @@ pub async fn run(g: &Globals, a: GenerateArgs) -> Result<u8, Failure> {
     if g.json {
         render::print_json(&summary);
     } else {
-        println!(
+        crate::out!(
             "generated {} files, {} rows, {:.1} MB for partners {} on {} .. {} into {}",
             summary.files,
             summary.rows,

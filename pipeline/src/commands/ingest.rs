@@ -13,7 +13,7 @@ pub async fn run(g: &Globals, a: IngestArgs) -> Result<u8, Failure> {
         render::print_json(&serde_json::json!({ "ingested": written }));
     } else {
         for w in &written {
-            println!("ingested {w}");
+            crate::out!("ingested {w}");
         }
     }
     Ok(exit::OK)

@@ -16,12 +16,12 @@ pub async fn run(g: &Globals, a: MaintainArgs) -> Result<u8, Failure> {
     } else {
         for t in &done {
             let r = &t.report;
-            println!(
+            crate::out!(
                 "{:<20} compacted {} files into {}, vacuumed {}, checkpoint at version {}, {} old log files removed",
                 t.table, r.files_compacted, r.files_written, r.files_vacuumed, r.checkpoint_version, r.logs_removed
             );
         }
-        println!("maintained {} silver tables in {}", done.len(), lake.display);
+        crate::out!("maintained {} silver tables in {}", done.len(), lake.display);
     }
     Ok(exit::OK)
 }

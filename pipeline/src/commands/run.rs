@@ -34,8 +34,8 @@ pub async fn run(g: &Globals, a: RunArgs) -> Result<u8, Failure> {
     if g.json {
         render::print_json(&o.summary);
     } else {
-        println!("run {} {}: {} (run id {})", a.date, o.summary.status, render::stage_list(&o.summary), o.summary.run_id);
-        println!("see: medallion status --date {}", a.date);
+        crate::out!("run {} {}: {} (run id {})", a.date, o.summary.status, render::stage_list(&o.summary), o.summary.run_id);
+        crate::out!("see: medallion status --date {}", a.date);
     }
     Ok(o.code)
 }

@@ -22,7 +22,7 @@ pub async fn run(g: &Globals, a: StatusArgs) -> Result<u8, Failure> {
     if g.json {
         render::print_json(&st);
     } else if st.runs.is_empty() && st.feeds.is_empty() {
-        println!("no runs recorded yet");
+        crate::out!("no runs recorded yet");
     } else {
         render::print_status(&st);
     }

@@ -13,10 +13,10 @@ pub async fn run(g: &Globals, action: WarehouseAction) -> Result<u8, Failure> {
             if g.json {
                 crate::render::print_json(&serde_json::json!({ "warehouse": wh.display, "applied": applied }));
             } else if applied.is_empty() {
-                println!("warehouse {} is up to date", wh.display);
+                crate::out!("warehouse {} is up to date", wh.display);
             } else {
                 for a in &applied {
-                    println!("applied migration {a}");
+                    crate::out!("applied migration {a}");
                 }
             }
         }
@@ -30,7 +30,7 @@ pub async fn run(g: &Globals, action: WarehouseAction) -> Result<u8, Failure> {
             if g.json {
                 crate::render::print_json(&serde_json::json!({ "warehouse": wh.display, "role": role, "password_set": password.is_some(), "granted": "SELECT on schema gold" }));
             } else {
-                println!("role {role} can log in and read schema gold (SELECT only) in {}", wh.display);
+                crate::out!("role {role} can log in and read schema gold (SELECT only) in {}", wh.display);
             }
         }
     }

@@ -151,7 +151,7 @@ pub async fn serve(state: AppState, ctx: RunContext, opts: ServeOptions) -> Resu
         });
         (stop, task)
     });
-    println!("medallion serve: listening on http://{addr}");
+    crate::out!("medallion serve: listening on http://{addr}");
     tracing::info!("serving the lake {} and the warehouse {} (API docs at http://{addr}/docs)", state.lake.describe(&object_store::path::Path::from("")), state.warehouse_display);
     let shutdown = {
         let jobs = state.jobs.clone();
