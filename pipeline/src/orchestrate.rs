@@ -124,6 +124,13 @@ pub async fn open_context(lake: &str, landing: Option<(&str, bool)>, warehouse: 
     };
     let warehouse_url = crate::config::warehouse_url(warehouse, &lake);
     let stop = Arc::new(AtomicBool::new(false));
+    // The configured engine (MEDALLION_ENGINE, or `engine` in medallion.toml) reaches every
+    // command that runs gold (backfill, schedule, watch, serve); `--engine` on gold and run
+    // overrides it.
+    let engine = match std::env::var("MEDALLION_ENGINE") {
+        Ok(s) if !s.trim().is_empty() => s.parse::<gold::Engine>().map_err(|m| Failure::usage(format!("MEDALLION_ENGINE: {m}")))?,
+        _ => gold::Engine::Local,
+    };
     Ok(RunContext {
         landing,
         lake,
@@ -131,7 +138,7 @@ pub async fn open_context(lake: &str, landing: Option<(&str, bool)>, warehouse: 
         retries,
         lock_wait: Duration::from_secs(lock_timeout),
         quiet,
-        options: StageOptions::default(),
+        options: StageOptions { engine, ..StageOptions::default() },
         stop,
     })
 }

@@ -192,3 +192,20 @@ fn executor_killed_mid_query_still_ends_in_correct_gold() {
     assert_same_gold_files(&gold_files(&env), &remote_files, "after the executor was killed");
     assert_eq!(common::warehouse_gold(&sqlite_local), common::warehouse_gold(&sqlite_cluster), "warehouse gold differs after the executor was killed");
 }
+
+/// The engine configured in medallion.toml (or MEDALLION_ENGINE) is the one every command that
+/// runs gold uses, not only `gold` and `run`: a backfill with a scheduler that is not there
+/// fails in gold; the environment set to `local` overrides the file and the backfill succeeds.
+#[test]
+fn the_configured_engine_reaches_backfill() {
+    let env = common::local();
+    let date = DATES[0];
+    common::medallion(&env, &["generate", "--out", &env.landing, "--partners", "1", "--days", "1", "--rows", "20", "-q"]).ok();
+    let dead = format!("df://127.0.0.1:{}", free_port());
+    std::fs::write(env.dir.path().join("medallion.toml"), format!("engine = \"{dead}\"\n")).unwrap();
+    let r = common::medallion(&env, &["backfill", "--from", date, "--to", date, "--retries", "0"]);
+    assert_ne!(r.code, 0, "a backfill whose gold runs on a scheduler that is not there succeeded:\n{}", r.stdout);
+    assert!(r.stderr.contains("gold"), "{}", r.stderr);
+    let out = common::command(&env, &["backfill", "--from", date, "--to", date, "--retries", "0", "-q"]).env("MEDALLION_ENGINE", "local").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
