@@ -57,6 +57,9 @@ pub enum GoldError {
     Store { path: String, source: ::lake::StoreError },
     #[error("nothing to do: {0}")]
     NothingToDo(String),
+    /// The Ballista scheduler could not be reached (transient: `run` retries the stage).
+    #[error("Ballista scheduler {url}: {source}")]
+    Scheduler { url: String, source: std::io::Error },
     #[error("{0}")]
     Input(String),
     /// Gold does not agree with silver: nothing was published.

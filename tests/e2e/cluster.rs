@@ -147,8 +147,12 @@ fn cluster_gold_equals_local_gold() {
     }
     // The engine is really used: a scheduler that is not there fails the stage.
     let dead = format!("df://127.0.0.1:{}", free_port());
-    let r = common::medallion(&env, &["run", "--date", DATES[2], "--stages", "gold", "--warehouse", &sqlite_cluster, "--engine", &dead, "--retries", "0"]);
+    let r = common::medallion(&env, &["run", "--date", DATES[2], "--stages", "gold", "--warehouse", &sqlite_cluster, "--engine", &dead, "--retries", "0", "--json"]);
     assert_ne!(r.code, 0, "gold on a scheduler that does not exist succeeded:\n{}", r.stdout);
+    // Unreachable is transient (a typed connection error): `run` retries it.
+    let failure = r.json();
+    assert_eq!(failure["transient"], true, "{failure:#}");
+    assert!(failure["error"].as_str().unwrap_or("").contains("Ballista scheduler"), "{failure:#}");
 }
 
 #[test]
@@ -206,6 +210,11 @@ fn the_configured_engine_reaches_backfill() {
     let r = common::medallion(&env, &["backfill", "--from", date, "--to", date, "--retries", "0"]);
     assert_ne!(r.code, 0, "a backfill whose gold runs on a scheduler that is not there succeeded:\n{}", r.stdout);
     assert!(r.stderr.contains("gold"), "{}", r.stderr);
+    // A scheduler that is down is a typed connection error, so it is transient (`run` retries).
+    let r = common::medallion(&env, &["run", "--date", date, "--stages", "gold", "--retries", "0", "--json"]);
+    let failure = r.json();
+    assert_eq!((failure["transient"].as_bool(), r.code != 0), (Some(true), true), "{failure:#}");
+    assert!(failure["error"].as_str().unwrap_or("").contains(&format!("Ballista scheduler {dead}")), "{failure:#}");
     let out = common::command(&env, &["backfill", "--from", date, "--to", date, "--retries", "0", "-q"]).env("MEDALLION_ENGINE", "local").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -30,6 +30,7 @@ use crate::GoldError;
 
 /// A session whose queries run on the scheduler at `url` (`df://HOST:PORT`).
 pub(crate) async fn client_context(url: &str) -> Result<SessionContext, GoldError> {
+    reach_scheduler(url).await?;
     let config = SessionConfig::new_with_ballista()
         .with_ballista_logical_extension_codec(Arc::new(GoldCodec::default()))
         .set_str(BALLISTA_CLIENT_GRPC_MAX_MESSAGE_SIZE, &MAX_MESSAGE_BYTES.to_string());
@@ -40,6 +41,32 @@ pub(crate) async fn client_context(url: &str) -> Result<SessionContext, GoldErro
         ctx.register_udf(f.as_ref().clone());
     }
     Ok(ctx)
+}
+
+/// Connects to the scheduler once before planning, so that one that is down or unreachable is
+/// a typed I/O error (connection refused, timed out), which `run` retries as transient,
+/// rather than an error Ballista reports as text.
+async fn reach_scheduler(url: &str) -> Result<(), GoldError> {
+    let err = |source| GoldError::Scheduler { url: url.to_string(), source };
+    let parsed = url::Url::parse(url).map_err(|e| err(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+    let (Some(host), Some(port)) = (parsed.host_str(), parsed.port()) else {
+        return Err(err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "expected df://HOST:PORT")));
+    };
+    let target = (host.to_string(), port);
+    let reached = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::net::ToSocketAddrs;
+        let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "the host has no address");
+        for addr in target.to_socket_addrs()? {
+            match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10)) {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    })
+    .await
+    .map_err(|e| err(std::io::Error::other(e)))?;
+    reached.map_err(err)
 }
 
 /// Errors starting or running a cluster process.
