@@ -124,6 +124,8 @@ fn silver_failure(e: &silver::SilverError) -> Failure {
         S::Registry(r) => registry_failure(r),
         S::Delta(silver::delta::DeltaError::RetentionTooShort { .. }) => Failure::usage(e.to_string()),
         S::NothingToDo(_) => Failure::new(exit::NOTHING_TO_DO, e.to_string()),
+        // Another shard held the silver commit lock for the whole --lock-timeout: like the lake lock.
+        S::CommitLock { transient: false, .. } => Failure::new(exit::LOCKED, e.to_string()),
         other => Failure { transient: other.is_transient(), ..Failure::failed(other.to_string()) },
     }
 }

@@ -219,6 +219,13 @@ fn gold_waits_for_every_shard() {
     assert!(r.stderr.contains("sharded runs in progress (partners stark"), "{}", r.stderr);
     std::fs::remove_file(dir.join("partner=stark.json")).unwrap();
 
+    // The silver commit lock held by a live process for longer than --lock-timeout: the shard
+    // gives up with exit 5 (locked), like a run that cannot get the lake lock.
+    std::fs::write(dir.join("commit.json"), serde_json::to_vec(&lock).unwrap()).unwrap();
+    let r = medallion(&env, &["silver", "--date", DATE, "--partners", "hooli,globex", "--warehouse", &wh, "--lock-timeout", "2"]);
+    assert_eq!(r.code, 5, "{}", r.stderr);
+    std::fs::remove_file(dir.join("commit.json")).unwrap();
+
     medallion(&env, &["silver", "--date", DATE, "--partners", "hooli,globex", "--warehouse", &wh, "-q"]).ok();
     medallion(&env, &["run", "--date", DATE, "--landing", &feeds, "--partners", SHARDS[2], "--warehouse", &wh, "-q"]).ok();
     medallion(&env, &["gold", "--date", DATE, "--warehouse", &wh, "-q"]).ok();
