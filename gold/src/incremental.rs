@@ -117,10 +117,9 @@ fn date_list(dates: &BTreeSet<String>) -> String {
     dates.iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ")
 }
 
-/// Registers the change views for `runs` (see the module documentation); `before` is the
-/// silver versions of the published state. `None` when the state before cannot be read
-/// (e.g. vacuumed): the publish then falls back to whole dates and tables.
-async fn register_changes(ctx: &SessionContext, lake: &Location, runs: &[&SilverRecord], before: &BTreeMap<String, i64>) -> Result<bool, GoldError> {
+/// The products `runs` inserted, renamed or recategorised, registered in `ctx` as the table
+/// `name` (partner_id, sku); returns them too.
+pub(crate) async fn register_changed_products(ctx: &SessionContext, runs: &[&SilverRecord], name: &str) -> Result<BTreeSet<(String, String)>, GoldError> {
     let mut changed: BTreeSet<(String, String)> = runs.iter().flat_map(|r| r.renamed_or_recategorised.iter().cloned()).collect();
     let dates: BTreeSet<String> = runs.iter().map(|r| r.date.to_string()).collect();
     let sql = format!("SELECT partner_id, sku FROM product_changes WHERE change = 'inserted' AND sku IS NOT NULL AND _run_date IN ({})", date_list(&dates));
@@ -138,7 +137,15 @@ async fn register_changes(ctx: &SessionContext, lake: &Location, runs: &[&Silver
             Arc::new(StringArray::from_iter_values(changed.iter().map(|(_, s)| s.as_str()))),
         ],
     )?;
-    replace_table(ctx, "_changed_product_keys", Arc::new(MemTable::try_new(schema, vec![vec![keys]])?))?;
+    replace_table(ctx, name, Arc::new(MemTable::try_new(schema, vec![vec![keys]])?))?;
+    Ok(changed)
+}
+
+/// Registers the change views for `runs` (see the module documentation); `before` is the
+/// silver versions of the published state. `None` when the state before cannot be read
+/// (e.g. vacuumed): the publish then falls back to whole dates and tables.
+async fn register_changes(ctx: &SessionContext, lake: &Location, runs: &[&SilverRecord], before: &BTreeMap<String, i64>) -> Result<bool, GoldError> {
+    register_changed_products(ctx, runs, "_changed_product_keys").await?;
     let lh = Lakehouse::new(lake)?;
     let history: Arc<dyn deltalake::datafusion::catalog::TableProvider> = match lh.open(silver::PRODUCTS_HISTORY).await? {
         Some(t) if Lakehouse::version(&t).is_some() => crate::engine::delta_provider(ctx, &t).await?,
@@ -175,7 +182,8 @@ async fn register_changes(ctx: &SessionContext, lake: &Location, runs: &[&Silver
         _ => Arc::new(MemTable::try_new(silver::current_schema(Dataset::Orders), vec![vec![]])?),
     };
     replace_table(ctx, "_orders_before", before_orders)?;
-    let runs = date_list(&dates);
+    let run_dates: BTreeSet<String> = runs.iter().map(|r| r.date.to_string()).collect();
+    let runs = date_list(&run_dates);
     let changed = format!(
         "WITH k AS (SELECT partner_id, order_id FROM orders WHERE _run_date IN ({runs}) \
                     UNION SELECT partner_id, order_id FROM order_items WHERE _run_date IN ({runs})) \

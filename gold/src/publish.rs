@@ -14,11 +14,9 @@
 //! only the groups holding its items, and the undated tables only their touched keys.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Field, Schema};
-use deltalake::datafusion::datasource::MemTable;
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
@@ -115,34 +113,9 @@ async fn query_set(ctx: &SessionContext, sql: &str) -> Result<BTreeSet<String>, 
 /// The dates whose figures the products inserted, renamed or recategorised by `runs` change:
 /// the order dates of their items and the snapshot dates of their inventory.
 async fn dates_of_changed_products(ctx: &SessionContext, runs: &[&SilverRun]) -> Result<(BTreeSet<String>, BTreeSet<String>), GoldError> {
-    let mut changed: BTreeSet<(String, String)> = runs.iter().flat_map(|r| r.renamed_or_recategorised.iter().cloned()).collect();
-    let run_dates: Vec<String> = runs.iter().map(|r| format!("DATE '{}'", r.date)).collect();
-    if !run_dates.is_empty() {
-        let sql = format!(
-            "SELECT partner_id, sku FROM product_changes WHERE change = 'inserted' AND sku IS NOT NULL AND _run_date IN ({})",
-            run_dates.join(", ")
-        );
-        let map = GoldError::query;
-        for b in ctx.sql(&sql).await.map_err(map("inserted products"))?.collect().await.map_err(map("inserted products"))? {
-            let p = arrow::compute::cast(b.column(0), &DataType::Utf8)?;
-            let s = arrow::compute::cast(b.column(1), &DataType::Utf8)?;
-            let (p, s) = (p.as_string::<i32>(), s.as_string::<i32>());
-            changed.extend((0..b.num_rows()).map(|i| (p.value(i).to_string(), s.value(i).to_string())));
-        }
-    }
-    if changed.is_empty() {
+    if incremental::register_changed_products(ctx, runs, "_changed_products").await?.is_empty() {
         return Ok((BTreeSet::new(), BTreeSet::new()));
     }
-    let schema = Arc::new(Schema::new(vec![Field::new("partner_id", DataType::Utf8, false), Field::new("sku", DataType::Utf8, false)]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(StringArray::from_iter_values(changed.iter().map(|(p, _)| p.as_str()))),
-            Arc::new(StringArray::from_iter_values(changed.iter().map(|(_, s)| s.as_str()))),
-        ],
-    )?;
-    let _ = ctx.deregister_table("_changed_products");
-    ctx.register_table("_changed_products", Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))?;
     let orders = query_set(
         ctx,
         "SELECT DISTINCT f.order_date FROM _fulfilled_items f JOIN _changed_products c ON f.partner_id = c.partner_id AND f.sku = c.sku",
