@@ -299,22 +299,8 @@ impl SilverScan {
 }
 
 fn percent_encoding_decode(s: &str) -> String {
-    // Hive path segments are percent-encoded; decode %XX sequences (invalid ones stay as is).
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+    // Hive path segments are percent-encoded; invalid %XX sequences stay as they are.
+    percent_encoding::percent_decode_str(s).decode_utf8().map(|c| c.into_owned()).unwrap_or_else(|_| s.to_string())
 }
 
 #[async_trait::async_trait]
