@@ -52,7 +52,7 @@ pub async fn run_silver(lake: &Location, date: RunDate) -> Result<SilverReport, 
 
     let registry = Registry::new(lake);
     let mut feeds: Vec<FeedRecord> = registry.feeds_for_date(date).await?;
-    feeds.sort_by(|a, b| (&a.partner, a.dataset, &a.file_name, &a.feed_id).cmp(&(&b.partner, b.dataset, &b.file_name, &b.feed_id)));
+    in_landing_order(&mut feeds);
     if feeds.is_empty() {
         return Err(SilverError::NothingToDo(date.to_string()));
     }
@@ -110,6 +110,11 @@ pub async fn run_silver(lake: &Location, date: RunDate) -> Result<SilverReport, 
             Err(e)
         }
     }
+}
+
+/// Sorts a date's feeds by partner and dataset, then in landing order (file name, CONTRACT §2).
+pub(crate) fn in_landing_order(feeds: &mut [FeedRecord]) {
+    feeds.sort_by(|a, b| (&a.partner, a.dataset, &a.file_name, &a.feed_id).cmp(&(&b.partner, b.dataset, &b.file_name, &b.feed_id)));
 }
 
 /// The report of a re-run that applies nothing new: the same feeds and counts, a products diff

@@ -27,7 +27,7 @@ use schemas::{Dataset, RunDate, RunStatus, SilverRecord};
 
 use crate::delta::Lakehouse;
 use crate::recovery::{current_versions, read_record, recover_crashed_runs, rollback, save_record};
-use crate::run::{apply, prepare, replayed, Prepared};
+use crate::run::{apply, in_landing_order, prepare, replayed, Prepared};
 use crate::SilverError;
 
 /// A shard's partners, and the prepared feeds of those it has to apply (see [`prepare_shard`]).
@@ -57,7 +57,7 @@ impl PreparedShard {
 pub async fn prepare_shard(lake: &Location, date: RunDate, partners: &BTreeSet<String>) -> Result<PreparedShard, SilverError> {
     let registry = Registry::new(lake);
     let mut feeds: Vec<FeedRecord> = registry.feeds_for_date(date).await?.into_iter().filter(|f| partners.contains(&f.partner)).collect();
-    feeds.sort_by(|a, b| (&a.partner, a.dataset, &a.file_name, &a.feed_id).cmp(&(&b.partner, b.dataset, &b.file_name, &b.feed_id)));
+    in_landing_order(&mut feeds);
     if feeds.is_empty() {
         return Err(SilverError::NothingToDo(format!("{date} (partners {})", join(partners))));
     }
