@@ -17,13 +17,46 @@ macro_rules! out {
 /// Writes to stdout (see [`out!`]); any other write error is reported on stderr, exit 1.
 pub fn write_stdout(args: std::fmt::Arguments) {
     use std::io::Write;
-    let mut o = std::io::stdout().lock();
+    let mut o = Stdout::lock();
     if let Err(e) = o.write_fmt(args).and_then(|_| o.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(141);
-        }
         eprintln!("medallion: error: writing to stdout: {e}");
         std::process::exit(1);
+    }
+}
+
+/// Stdout for a command's output (flushed when dropped): a reader that has gone ends the
+/// process with 141 (see [`out!`]); other errors are returned.
+pub struct Stdout(std::io::StdoutLock<'static>);
+
+impl Stdout {
+    pub fn lock() -> Self {
+        Stdout(std::io::stdout().lock())
+    }
+
+    fn check<T>(r: std::io::Result<T>) -> std::io::Result<T> {
+        if let Err(e) = &r {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(141);
+            }
+        }
+        r
+    }
+}
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Self::check(self.0.write(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Self::check(self.0.flush())
+    }
+}
+
+impl Drop for Stdout {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = self.flush();
     }
 }
 

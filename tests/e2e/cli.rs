@@ -137,7 +137,8 @@ fn medallion_toml_sets_defaults_below_flags_and_environment() {
 fn a_closed_stdout_pipe_ends_quietly() {
     let env = local();
     medallion(&env, &["generate", "--partners", "1", "--days", "1", "--rows", "20", "--out", &env.landing, "-q"]).ok();
-    for args in [vec!["contract"], vec!["run", "--date", "2026-11-18", "--json", "-q"]] {
+    let query = "SELECT * FROM silver.orders";
+    for args in [vec!["contract"], vec!["run", "--date", "2026-11-18", "--json", "-q"], vec!["sql", query, "--format", "csv"], vec!["sql", query]] {
         let mut child = command(&env, &args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
         drop(child.stdout.take());
         let out = child.wait_with_output().unwrap();

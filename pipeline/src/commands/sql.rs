@@ -21,7 +21,8 @@ pub async fn run(g: &Globals, a: SqlArgs) -> Result<u8, Failure> {
         crate::render::print_json(&serde_json::json!({ "rows": rows }));
         return Ok(exit::OK);
     }
-    let mut out = std::io::stdout().lock();
+    // A reader that has gone (`medallion sql … | head`) ends the command quietly (141).
+    let mut out = crate::render::Stdout::lock();
     let written = match a.format {
         SqlFormat::Table => arrow::util::pretty::pretty_format_batches(&batches)
             .map(|t| {
