@@ -106,11 +106,17 @@ fn redact_secrets(mut message: String) -> String {
 }
 
 /// Opens the Delta tables of the lake under `silver/<name>`.
+///
+/// A table is loaded (its log replayed) once per `Lakehouse`: later opens bring the loaded
+/// snapshot up to the table's latest version incrementally (only the commits made since are
+/// read), so a run that opens a table many times pays for one load.
 pub struct Lakehouse {
     /// `file:///abs/lake/silver/` or `s3://bucket/prefix/silver/` (always with the trailing slash).
     root: Url,
     /// Passed to delta-rs for every table; holds the credentials on S3.
     storage_options: HashMap<String, String>,
+    /// The tables loaded so far, by name (never held across an await).
+    loaded: std::sync::Mutex<HashMap<String, DeltaTable>>,
 }
 
 impl std::fmt::Debug for Lakehouse {
@@ -131,7 +137,7 @@ impl Lakehouse {
             let dir = root.join(SILVER);
             let root = Url::from_directory_path(&dir)
                 .map_err(|()| config(format!("{} is not an absolute path", dir.display())))?;
-            return Ok(Lakehouse { root, storage_options: HashMap::new() });
+            return Ok(Lakehouse { root, storage_options: HashMap::new(), loaded: Default::default() });
         }
         let Some(s3) = &lake.s3 else {
             return Err(config("the lake is neither a local folder nor an S3 location".into()));
@@ -143,7 +149,7 @@ impl Lakehouse {
             format!("s3://{}/{prefix}/{SILVER}/", s3.bucket)
         };
         let root = Url::parse(&spec).map_err(|e| config(format!("invalid S3 location {spec}: {e}")))?;
-        Ok(Lakehouse { root, storage_options: lake.delta_storage_options() })
+        Ok(Lakehouse { root, storage_options: lake.delta_storage_options(), loaded: Default::default() })
     }
 
     /// `file:///abs/path/silver/<name>` or `s3://bucket/prefix/silver/<name>`.

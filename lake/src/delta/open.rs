@@ -1,4 +1,5 @@
-//! Opening and creating tables. A table is opened if its log exists (`None` otherwise);
+//! Opening and creating tables. A table is opened if its log exists (`None` otherwise), at its
+//! latest version (loaded once per [`Lakehouse`], then brought forward incrementally);
 //! [`Lakehouse::open_or_create`] creates it empty (version 0) with the requested schema,
 //! partitions and [`TARGET_FILE_SIZE`], or checks that an existing table has exactly that
 //! layout. Two processes creating the same table at once both end up with the one that won.
@@ -18,7 +19,23 @@ impl Lakehouse {
         let url = self.checked_url(name)?;
         if let Some(dir) = local_dir(&url) {
             if !dir.join("_delta_log").is_dir() {
+                self.loaded.lock().expect("table cache lock").remove(name);
                 return Ok(None);
+            }
+        }
+        let cached = self.loaded.lock().expect("table cache lock").get(name).cloned();
+        if let Some(mut table) = cached {
+            // Only the commits since it was loaded are read. A table that cannot be brought
+            // forward (its log was replaced, say) is loaded afresh below.
+            match table.update_incremental(None).await {
+                Ok(()) => {
+                    self.loaded.lock().expect("table cache lock").insert(name.to_string(), table.clone());
+                    return Ok(Some(table));
+                }
+                Err(e) => {
+                    tracing::debug!(table = %url, error = %e, "reloading the table");
+                    self.loaded.lock().expect("table cache lock").remove(name);
+                }
             }
         }
         let mut table = self.builder(&url)?.build().map_err(|e| self.err(&url, "open", e))?;
@@ -26,6 +43,7 @@ impl Lakehouse {
             return Ok(None);
         }
         table.load().await.map_err(|e| self.err(&url, "open", e))?;
+        self.loaded.lock().expect("table cache lock").insert(name.to_string(), table.clone());
         Ok(Some(table))
     }
 
