@@ -208,6 +208,7 @@ SIGTERM: stop accepting, finish the running stage (the run is recorded cancelled
   medallion gold --date 2026-11-20 --engine df://scheduler:50050
 
 Executors read the lake with the same AWS_* variables as every other command.")]
+    #[cfg(feature = "cluster")]
     Cluster {
         #[command(subcommand)]
         role: crate::commands::ClusterRole,

@@ -22,6 +22,7 @@ macro_rules! both {
 
 mod bronze;
 mod cli;
+#[cfg(feature = "cluster")]
 mod cluster;
 mod silver;
 mod common;

@@ -3,6 +3,7 @@
 //! code (or a `Failure`, which `main` turns into a message and an exit code).
 
 mod backfill;
+#[cfg(feature = "cluster")]
 mod cluster;
 mod contract;
 mod demo;
@@ -19,6 +20,7 @@ mod status;
 mod warehouse;
 mod watch;
 
+#[cfg(feature = "cluster")]
 pub use cluster::ClusterRole;
 
 use crate::cli::{Cli, Command};
@@ -54,6 +56,7 @@ pub async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Contract => contract::run(&g),
         Command::Feeds(a) => feeds::run(&g, a).await,
         Command::Serve(a) => serve::run(&g, a).await,
+        #[cfg(feature = "cluster")]
         Command::Cluster { role } => cluster::run(&g, role).await,
     }
 }
