@@ -431,7 +431,12 @@ mod tests {
     fn engines_parse() {
         assert_eq!("local".parse::<Engine>(), Ok(Engine::Local));
         assert_eq!("".parse::<Engine>(), Ok(Engine::Local));
-        assert_eq!("df://127.0.0.1:50050".parse::<Engine>(), Ok(Engine::Ballista("df://127.0.0.1:50050".into())));
+        let cluster = "df://127.0.0.1:50050".parse::<Engine>();
+        if cfg!(feature = "cluster") {
+            assert_eq!(cluster, Ok(Engine::Ballista("df://127.0.0.1:50050".into())));
+        } else {
+            assert!(cluster.unwrap_err().contains("built without the `cluster` feature"));
+        }
         assert!("df://127.0.0.1".parse::<Engine>().is_err());
         assert!("http://127.0.0.1:50050".parse::<Engine>().is_err());
         assert!("df://h:1/x".parse::<Engine>().is_err());
