@@ -28,4 +28,7 @@ echo "== dashboard browser test (Chromium)" >&2
 MEDALLION_ARTIFACTS="$CARGO_TARGET_DIR/artifacts" scripts/browser_test.sh "$CARGO_TARGET_DIR/debug/medallion" || rc=$?
 echo "== schemathesis against medallion serve's /openapi.json (installs schemathesis into the cached venv on first use)" >&2
 scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/medallion" || rc=$?
+# The single-machine build without Ballista (`--no-default-features`) keeps compiling.
+echo "== cargo check --no-default-features (medallion without the cluster feature)" >&2
+cargo check --workspace --locked --no-default-features --all-targets || rc=$?
 exit "$rc"
