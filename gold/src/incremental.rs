@@ -64,23 +64,41 @@ impl KeySet {
 
     /// Whether each row of `b` (a batch of the table) has one of the tuples.
     pub fn matches(&self, t: &GoldTable, b: &RecordBatch) -> Result<BooleanArray, GoldError> {
-        let want: HashSet<String> = tuples(&self.rows, &(0..self.columns.len()).collect::<Vec<_>>())?.into_iter().collect();
+        self.matcher(t, b.schema().as_ref())?.matches(b)
+    }
+
+    /// A matcher for batches of the table with `schema`: the tuples are encoded once (Arrow's
+    /// row format, in which equal values, nulls included, have equal bytes) and each batch's
+    /// rows are looked up in that set.
+    pub fn matcher(&self, t: &GoldTable, schema: &Schema) -> Result<KeyMatcher, GoldError> {
         let idx: Vec<usize> = self.columns.iter().map(|c| t.columns.iter().position(|x| x.name == *c).expect("key columns are columns")).collect();
-        Ok(tuples(b, &idx)?.iter().map(|k| Some(want.contains(k))).collect())
+        let fields: Vec<arrow::row::SortField> = idx.iter().map(|i| arrow::row::SortField::new(schema.field(*i).data_type().clone())).collect();
+        let converter = arrow::row::RowConverter::new(fields)?;
+        // The tuples typed exactly as the batches' columns (row bytes depend on the type).
+        let keys: Vec<ArrayRef> = idx
+            .iter()
+            .enumerate()
+            .map(|(k, i)| arrow::compute::cast(self.rows.column(k), schema.field(*i).data_type()))
+            .collect::<Result<_, _>>()?;
+        let rows = converter.convert_columns(&keys)?;
+        let want: HashSet<Box<[u8]>> = rows.iter().map(|r| Box::<[u8]>::from(r.as_ref())).collect();
+        Ok(KeyMatcher { idx, converter, want })
     }
 }
 
-/// Each row's values of columns `idx`, rendered and joined (one string per row).
-fn tuples(b: &RecordBatch, idx: &[usize]) -> Result<Vec<String>, GoldError> {
-    let cols: Vec<ArrayRef> = idx.iter().map(|i| arrow::compute::cast(b.column(*i), &DataType::Utf8)).collect::<Result<_, _>>()?;
-    Ok((0..b.num_rows())
-        .map(|r| {
-            cols.iter()
-                .map(|c| if c.is_null(r) { "\u{0}".to_string() } else { c.as_string::<i32>().value(r).to_string() })
-                .collect::<Vec<_>>()
-                .join("\u{1f}")
-        })
-        .collect())
+/// The rows of one table's batches that have one of a [`KeySet`]'s tuples.
+pub struct KeyMatcher {
+    idx: Vec<usize>,
+    converter: arrow::row::RowConverter,
+    want: HashSet<Box<[u8]>>,
+}
+
+impl KeyMatcher {
+    pub fn matches(&self, b: &RecordBatch) -> Result<BooleanArray, GoldError> {
+        let cols: Vec<ArrayRef> = self.idx.iter().map(|i| b.column(*i).clone()).collect();
+        let rows = self.converter.convert_columns(&cols)?;
+        Ok(rows.iter().map(|r| Some(self.want.contains(r.as_ref()))).collect())
+    }
 }
 
 /// What a keyed publish replaces beyond whole dates: per table, the key tuples.

@@ -131,7 +131,7 @@ async fn read(lake: &Location, path: &Path) -> Result<Vec<RecordBatch>, GoldErro
         Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(GoldError::store(lake, path, e)),
     };
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(64 * 1024).build()?;
     Ok(reader.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -139,10 +139,11 @@ async fn read(lake: &Location, path: &Path) -> Result<Vec<RecordBatch>, GoldErro
 fn merge(t: &GoldTable, stored: Vec<RecordBatch>, keys: &KeySet, new: &[RecordBatch]) -> Result<Vec<RecordBatch>, GoldError> {
     let schema = crate::gold_schema(t);
     let mut kept = Vec::with_capacity(stored.len() + new.len());
+    let matcher = keys.matcher(t, &schema)?;
     for b in stored {
         // The stored file has the contract's schema; its batches are re-labelled to it.
         let b = RecordBatch::try_new(schema.clone(), b.columns().to_vec())?;
-        let replaced = keys.matches(t, &b)?;
+        let replaced = matcher.matches(&b)?;
         kept.push(arrow::compute::filter_record_batch(&b, &arrow::compute::not(&replaced)?)?);
     }
     kept.extend(new.iter().cloned());
