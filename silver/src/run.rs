@@ -135,9 +135,19 @@ pub(crate) fn replayed(prev: SilverRecord, recovered: Vec<String>) -> SilverReco
     }
 }
 
+/// An unsharded run prepares and writes one dataset at a time, so it holds one dataset's rows,
+/// not the whole date's. Each dataset reconciles before it is written; a later failure is
+/// undone by the caller's rollback like any other.
 async fn write_run(lake: &Location, lh: &Lakehouse, date: RunDate, feeds: &[FeedRecord], report: &mut SilverReport) -> Result<(), SilverError> {
-    let prepared = prepare(lake, date, feeds).await?;
-    apply(lake, lh, prepared, None, report).await
+    let mut writer = Writer::new(date, feeds);
+    for dataset in Dataset::ALL {
+        if let Some(p) = prepare_dataset(lake, date, feeds, dataset).await? {
+            writer.stats.extend(p.stats);
+            writer.quarantine.extend(p.quarantine);
+            writer.dataset(lh, dataset, p.kept, report).await?;
+        }
+    }
+    writer.finish(lake, lh, None, report).await
 }
 
 /// A run's feeds cleaned, validated, deduplicated and reconciled, before anything is written:
@@ -154,60 +164,77 @@ pub struct Prepared {
 /// Reads, cleans and deduplicates every landed feed of `feeds`; fails if any feed's rows do
 /// not reconcile (rows read = valid + rejected + duplicate). Writes nothing.
 pub(crate) async fn prepare(lake: &Location, date: RunDate, feeds: &[FeedRecord]) -> Result<Prepared, SilverError> {
+    let (mut datasets, mut stats, mut quarantine) = (Vec::new(), Vec::new(), Vec::new());
+    for dataset in Dataset::ALL {
+        if let Some(p) = prepare_dataset(lake, date, feeds, dataset).await? {
+            stats.extend(p.stats);
+            quarantine.extend(p.quarantine);
+            datasets.push((dataset, p.kept));
+        }
+    }
+    Ok(Prepared { date, feeds: feeds.to_vec(), datasets, stats, quarantine })
+}
+
+/// One dataset of a run, cleaned, deduplicated and reconciled.
+struct PreparedDataset {
+    /// The kept rows (one row per key).
+    kept: DataFrame,
+    stats: Vec<FeedStats>,
+    quarantine: Vec<RecordBatch>,
+}
+
+/// [`prepare`] for one dataset (`None`: the date has no landed feed of it).
+async fn prepare_dataset(lake: &Location, date: RunDate, feeds: &[FeedRecord], dataset: Dataset) -> Result<Option<PreparedDataset>, SilverError> {
     let run_day = date.days_since_epoch();
     let mut quarantine: Vec<RecordBatch> = Vec::new();
     let mut stats: Vec<FeedStats> = Vec::new();
-    let mut datasets = Vec::new();
-    for dataset in Dataset::ALL {
-        let ds_feeds: Vec<&FeedRecord> = feeds.iter().filter(|f| f.dataset == dataset && f.status == FeedStatus::Landed).collect();
-        if ds_feeds.is_empty() {
-            continue;
-        }
-        // Clean every feed of the dataset (all partners), in landing order.
-        let mut frames: Vec<DataFrame> = Vec::new();
-        for feed in &ds_feeds {
-            let path = Path::from(feed.bronze_path.clone().expect("landed feeds have a bronze path").as_str());
-            let bytes = lake.store.get(&path).await.map_err(|e| SilverError::store(lake, &path, e))?.bytes().await.map_err(|e| SilverError::store(lake, &path, e))?;
-            let df = parquet_to_polars(bytes).map_err(|e| SilverError::feed(feed, e))?;
-            let Cleaned { valid, rejected, warnings } = clean_feed(dataset, df).map_err(|e| SilverError::feed(feed, e))?;
-            let mut st = FeedStats {
-                feed_id: feed.feed_id.clone(),
-                partner: feed.partner.clone(),
-                dataset: dataset.name().into(),
-                file_name: feed.file_name.clone(),
-                rows_read: feed.rows,
-                rejected: rejected.height() as u64,
-                warnings,
-                ..Default::default()
-            };
-            for r in rejected.column(REASON)?.str()?.iter().flatten() {
-                *st.reasons.entry(r.to_string()).or_default() += 1;
-            }
-            stats.push(st);
-            quarantine.extend(quarantine_batches(rejected, feed, run_day)?);
-            let valid = valid
-                .lazy()
-                .with_columns([lit(feed.partner.clone()).alias(PARTNER), lit(run_day).cast(DataType::Date).alias(RUN_DATE)])
-                .collect()?;
-            frames.push(valid);
-        }
-        let all = concat_frames(frames)?;
-        let (kept, kept_counts, dup_counts) = deduplicate(dataset, all)?;
-        for st in stats.iter_mut().filter(|s| s.dataset == dataset.name()) {
-            st.duplicate = dup_counts.get(&st.feed_id).copied().unwrap_or(0);
-            st.valid = kept_counts.get(&st.feed_id).copied().unwrap_or(0);
-            // Every raw row (as counted by bronze) must be accounted for, before anything is
-            // written.
-            if !st.balances() {
-                return Err(SilverError::Reconciliation(format!(
-                    "feed {} ({}/{}): read {} != valid {} + rejected {} + duplicate {}",
-                    st.feed_id, st.partner, st.file_name, st.rows_read, st.valid, st.rejected, st.duplicate
-                )));
-            }
-        }
-        datasets.push((dataset, kept));
+    let ds_feeds: Vec<&FeedRecord> = feeds.iter().filter(|f| f.dataset == dataset && f.status == FeedStatus::Landed).collect();
+    if ds_feeds.is_empty() {
+        return Ok(None);
     }
-    Ok(Prepared { date, feeds: feeds.to_vec(), datasets, stats, quarantine })
+    // Clean every feed of the dataset (all partners), in landing order.
+    let mut frames: Vec<DataFrame> = Vec::new();
+    for feed in &ds_feeds {
+        let path = Path::from(feed.bronze_path.clone().expect("landed feeds have a bronze path").as_str());
+        let bytes = lake.store.get(&path).await.map_err(|e| SilverError::store(lake, &path, e))?.bytes().await.map_err(|e| SilverError::store(lake, &path, e))?;
+        let df = parquet_to_polars(bytes).map_err(|e| SilverError::feed(feed, e))?;
+        let Cleaned { valid, rejected, warnings } = clean_feed(dataset, df).map_err(|e| SilverError::feed(feed, e))?;
+        let mut st = FeedStats {
+            feed_id: feed.feed_id.clone(),
+            partner: feed.partner.clone(),
+            dataset: dataset.name().into(),
+            file_name: feed.file_name.clone(),
+            rows_read: feed.rows,
+            rejected: rejected.height() as u64,
+            warnings,
+            ..Default::default()
+        };
+        for r in rejected.column(REASON)?.str()?.iter().flatten() {
+            *st.reasons.entry(r.to_string()).or_default() += 1;
+        }
+        stats.push(st);
+        quarantine.extend(quarantine_batches(rejected, feed, run_day)?);
+        let valid = valid
+            .lazy()
+            .with_columns([lit(feed.partner.clone()).alias(PARTNER), lit(run_day).cast(DataType::Date).alias(RUN_DATE)])
+            .collect()?;
+        frames.push(valid);
+    }
+    let all = concat_frames(frames)?;
+    let (kept, kept_counts, dup_counts) = deduplicate(dataset, all)?;
+    for st in stats.iter_mut() {
+        st.duplicate = dup_counts.get(&st.feed_id).copied().unwrap_or(0);
+        st.valid = kept_counts.get(&st.feed_id).copied().unwrap_or(0);
+        // Every raw row (as counted by bronze) must be accounted for, before anything is
+        // written.
+        if !st.balances() {
+            return Err(SilverError::Reconciliation(format!(
+                "feed {} ({}/{}): read {} != valid {} + rejected {} + duplicate {}",
+                st.feed_id, st.partner, st.file_name, st.rows_read, st.valid, st.rejected, st.duplicate
+            )));
+        }
+    }
+    Ok(Some(PreparedDataset { kept, stats, quarantine }))
 }
 
 /// Writes a prepared run. `shard` limits the run-date-wide replacements (quarantine, feed
@@ -215,59 +242,90 @@ pub(crate) async fn prepare(lake: &Location, date: RunDate, feeds: &[FeedRecord]
 /// already, so a shard's writes touch only its own partners' rows.
 pub(crate) async fn apply(lake: &Location, lh: &Lakehouse, prepared: Prepared, shard: Option<&BTreeSet<String>>, report: &mut SilverReport) -> Result<(), SilverError> {
     let Prepared { date, feeds, datasets, stats, quarantine } = prepared;
-    let run_day = date.days_since_epoch();
-    let mut business_days: BTreeSet<i32> = BTreeSet::new();
-    let mut run_orders: Option<DataFrame> = None;
-    let mut run_items: Option<DataFrame> = None;
-    let has_products_feed: BTreeSet<String> =
-        feeds.iter().filter(|f| f.dataset == Dataset::Products && f.status == FeedStatus::Landed).map(|f| f.partner.clone()).collect();
+    let mut writer = Writer::new(date, &feeds);
+    writer.stats = stats;
+    writer.quarantine = quarantine;
     for (dataset, kept) in datasets {
+        writer.dataset(lh, dataset, kept, report).await?;
+    }
+    writer.finish(lake, lh, shard, report).await
+}
+
+/// The writes of a run, dataset by dataset, then the date-wide ones ([`Writer::finish`]).
+struct Writer<'a> {
+    date: RunDate,
+    feeds: &'a [FeedRecord],
+    /// Every feed's counts and rejected rows so far (the products diff reads its feeds' counts).
+    stats: Vec<FeedStats>,
+    quarantine: Vec<RecordBatch>,
+    business_days: BTreeSet<i32>,
+    run_orders: Option<DataFrame>,
+    run_items: Option<DataFrame>,
+    has_products_feed: BTreeSet<String>,
+}
+
+impl<'a> Writer<'a> {
+    fn new(date: RunDate, feeds: &'a [FeedRecord]) -> Self {
+        let has_products_feed =
+            feeds.iter().filter(|f| f.dataset == Dataset::Products && f.status == FeedStatus::Landed).map(|f| f.partner.clone()).collect();
+        Writer { date, feeds, stats: Vec::new(), quarantine: Vec::new(), business_days: BTreeSet::new(), run_orders: None, run_items: None, has_products_feed }
+    }
+
+    /// Upserts one dataset's kept rows (products: with the diff and history).
+    async fn dataset(&mut self, lh: &Lakehouse, dataset: Dataset, kept: DataFrame, report: &mut SilverReport) -> Result<(), SilverError> {
+        let run_day = self.date.days_since_epoch();
         match dataset {
             Dataset::Products => {
-                let diffs = upsert_products(lh, kept, run_day, &stats, &has_products_feed, report).await?;
+                let diffs = upsert_products(lh, kept, run_day, &self.stats, &self.has_products_feed, report).await?;
                 report.product_changes = diffs;
             }
             Dataset::Inventory => {
                 replace_inventory(lh, kept, run_day).await?;
             }
             Dataset::Orders => {
-                business_days.extend(order_days_touched(lh, &kept).await?);
-                run_orders = Some(kept.select([PARTNER, "order_id", "total_amount"])?);
+                self.business_days.extend(order_days_touched(lh, &kept).await?);
+                self.run_orders = Some(kept.select([PARTNER, "order_id", "total_amount"])?);
                 upsert_current(lh, dataset, kept).await?;
             }
             Dataset::OrderItems => {
-                business_days.extend(item_days_touched(lh, &kept).await?);
-                run_items = Some(kept.select([PARTNER, "order_id", "line_number"])?);
+                self.business_days.extend(item_days_touched(lh, &kept).await?);
+                self.run_items = Some(kept.select([PARTNER, "order_id", "line_number"])?);
                 upsert_current(lh, dataset, kept).await?;
             }
             _ => upsert_current(lh, dataset, kept).await?,
         }
         lake::fault::point("silver.dataset", dataset as usize).await;
+        Ok(())
     }
 
-    // Quarantine and reconciliation of this run date replace any earlier run of the date (of
-    // the shard's partners, for a sharded run).
-    let pred = match shard {
-        None => format!("{RUN_DATE} = '{date}'"),
-        Some(partners) => format!("{RUN_DATE} = '{date}' AND {PARTNER} IN ({})", sql_list(partners)),
-    };
-    let q = lh.open_or_create(tables::QUARANTINE, tables::quarantine_schema(), &[RUN_DATE]).await?;
-    lh.replace_where(q, quarantine, &pred).await?;
-    let rec = lh.open_or_create(tables::FEED_RECONCILIATION, tables::reconciliation_schema(), &[RUN_DATE]).await?;
-    lh.replace_where(rec, reconciliation_batches(&stats, run_day)?, &pred).await?;
+    /// The date-wide writes (quarantine, reconciliation), the post-run checks and the record.
+    async fn finish(self, lake: &Location, lh: &Lakehouse, shard: Option<&BTreeSet<String>>, report: &mut SilverReport) -> Result<(), SilverError> {
+        let Writer { date, feeds, stats, quarantine, business_days, run_orders, run_items, .. } = self;
+        let run_day = date.days_since_epoch();
+        // Quarantine and reconciliation of this run date replace any earlier run of the date (of
+        // the shard's partners, for a sharded run).
+        let pred = match shard {
+            None => format!("{RUN_DATE} = '{date}'"),
+            Some(partners) => format!("{RUN_DATE} = '{date}' AND {PARTNER} IN ({})", sql_list(partners)),
+        };
+        let q = lh.open_or_create(tables::QUARANTINE, tables::quarantine_schema(), &[RUN_DATE]).await?;
+        lh.replace_where(q, quarantine, &pred).await?;
+        let rec = lh.open_or_create(tables::FEED_RECONCILIATION, tables::reconciliation_schema(), &[RUN_DATE]).await?;
+        lh.replace_where(rec, reconciliation_batches(&stats, run_day)?, &pred).await?;
 
-    let partners: BTreeSet<String> = feeds.iter().filter(|f| f.status == FeedStatus::Landed).map(|f| f.partner.clone()).collect();
-    let (orphans, mismatch) = post_run_checks(lh, &partners, run_orders, run_items, run_day).await?;
-    report.orphan_items = orphans;
-    report.total_mismatch = mismatch;
-    report.business_dates = business_days.into_iter().map(date_string).collect();
-    report.feeds = stats;
-    report.versions_after = current_versions(lh).await?;
-    report.status = RunStatus::Completed;
-    if shard.is_none() {
-        save_record(lake, report).await?;
+        let partners: BTreeSet<String> = feeds.iter().filter(|f| f.status == FeedStatus::Landed).map(|f| f.partner.clone()).collect();
+        let (orphans, mismatch) = post_run_checks(lh, &partners, run_orders, run_items, run_day).await?;
+        report.orphan_items = orphans;
+        report.total_mismatch = mismatch;
+        report.business_dates = business_days.into_iter().map(date_string).collect();
+        report.feeds = stats;
+        report.versions_after = current_versions(lh).await?;
+        report.status = RunStatus::Completed;
+        if shard.is_none() {
+            save_record(lake, report).await?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// `'a', 'b'` for an SQL `IN` list of partner ids (ids are validated: `[a-z0-9_-]` only).
