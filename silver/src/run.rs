@@ -142,9 +142,7 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: RunDate, feeds: &[Feed
     let mut writer = Writer::new(date, feeds);
     for dataset in Dataset::ALL {
         if let Some(p) = prepare_dataset(lake, date, feeds, dataset).await? {
-            writer.stats.extend(p.stats);
-            writer.quarantine.extend(p.quarantine);
-            writer.dataset(lh, dataset, p.kept, report).await?;
+            writer.dataset(lh, dataset, p, report).await?;
         }
     }
     writer.finish(lake, lh, None, report).await
@@ -155,28 +153,24 @@ async fn write_run(lake: &Location, lh: &Lakehouse, date: RunDate, feeds: &[Feed
 pub struct Prepared {
     pub(crate) date: RunDate,
     pub(crate) feeds: Vec<FeedRecord>,
-    /// Each dataset's kept rows (one row per key), in `Dataset::ALL` order.
-    datasets: Vec<(Dataset, DataFrame)>,
-    stats: Vec<FeedStats>,
-    quarantine: Vec<RecordBatch>,
+    /// Each dataset's kept rows, counts and rejected rows, in `Dataset::ALL` order.
+    datasets: Vec<(Dataset, PreparedDataset)>,
 }
 
 /// Reads, cleans and deduplicates every landed feed of `feeds`; fails if any feed's rows do
 /// not reconcile (rows read = valid + rejected + duplicate). Writes nothing.
 pub(crate) async fn prepare(lake: &Location, date: RunDate, feeds: &[FeedRecord]) -> Result<Prepared, SilverError> {
-    let (mut datasets, mut stats, mut quarantine) = (Vec::new(), Vec::new(), Vec::new());
+    let mut datasets = Vec::new();
     for dataset in Dataset::ALL {
         if let Some(p) = prepare_dataset(lake, date, feeds, dataset).await? {
-            stats.extend(p.stats);
-            quarantine.extend(p.quarantine);
-            datasets.push((dataset, p.kept));
+            datasets.push((dataset, p));
         }
     }
-    Ok(Prepared { date, feeds: feeds.to_vec(), datasets, stats, quarantine })
+    Ok(Prepared { date, feeds: feeds.to_vec(), datasets })
 }
 
 /// One dataset of a run, cleaned, deduplicated and reconciled.
-struct PreparedDataset {
+pub(crate) struct PreparedDataset {
     /// The kept rows (one row per key).
     kept: DataFrame,
     stats: Vec<FeedStats>,
@@ -241,12 +235,10 @@ async fn prepare_dataset(lake: &Location, date: RunDate, feeds: &[FeedRecord], d
 /// reconciliation) to those partners; every other write is keyed or partitioned by partner
 /// already, so a shard's writes touch only its own partners' rows.
 pub(crate) async fn apply(lake: &Location, lh: &Lakehouse, prepared: Prepared, shard: Option<&BTreeSet<String>>, report: &mut SilverReport) -> Result<(), SilverError> {
-    let Prepared { date, feeds, datasets, stats, quarantine } = prepared;
+    let Prepared { date, feeds, datasets } = prepared;
     let mut writer = Writer::new(date, &feeds);
-    writer.stats = stats;
-    writer.quarantine = quarantine;
-    for (dataset, kept) in datasets {
-        writer.dataset(lh, dataset, kept, report).await?;
+    for (dataset, p) in datasets {
+        writer.dataset(lh, dataset, p, report).await?;
     }
     writer.finish(lake, lh, shard, report).await
 }
@@ -271,9 +263,13 @@ impl<'a> Writer<'a> {
         Writer { date, feeds, stats: Vec::new(), quarantine: Vec::new(), business_days: BTreeSet::new(), run_orders: None, run_items: None, has_products_feed }
     }
 
-    /// Upserts one dataset's kept rows (products: with the diff and history).
-    async fn dataset(&mut self, lh: &Lakehouse, dataset: Dataset, kept: DataFrame, report: &mut SilverReport) -> Result<(), SilverError> {
+    /// Upserts one dataset's kept rows (products: with the diff and history) and keeps its
+    /// counts and rejected rows for [`Writer::finish`].
+    async fn dataset(&mut self, lh: &Lakehouse, dataset: Dataset, p: PreparedDataset, report: &mut SilverReport) -> Result<(), SilverError> {
         let run_day = self.date.days_since_epoch();
+        let PreparedDataset { kept, stats, quarantine } = p;
+        self.stats.extend(stats);
+        self.quarantine.extend(quarantine);
         match dataset {
             Dataset::Products => {
                 let diffs = upsert_products(lh, kept, run_day, &self.stats, &self.has_products_feed, report).await?;
