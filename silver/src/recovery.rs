@@ -21,11 +21,9 @@ use crate::run::*;
 pub async fn restore_before(lake: &Location, date: RunDate) -> Result<(Vec<String>, Vec<String>), SilverError> {
     let lh = Lakehouse::new(lake)?;
     recover_crashed_runs(lake, &lh).await?;
-    let dates = record_dates(lake).await?;
     let mut base: Option<SilverReport> = None;
     let mut later = Vec::new();
-    for &d in &dates {
-        let Some(rec) = read_record(lake, d).await? else { continue };
+    for (d, rec) in read_records(lake).await? {
         if d < date {
             if rec.status == RunStatus::Completed {
                 base = Some(rec);
@@ -115,12 +113,28 @@ pub async fn read_record(lake: &Location, date: RunDate) -> Result<Option<Silver
     }
 }
 
+/// Every run record, in date order, read a few at a time (one request each on S3).
+pub(crate) async fn read_records(lake: &Location) -> Result<Vec<(RunDate, SilverReport)>, SilverError> {
+    use futures::{StreamExt, TryStreamExt};
+    // Spawned tasks (owned futures): a borrowing stream here would make callers' futures
+    // not provably `Send` (rustc's higher-ranked lifetime limitation).
+    let records: Vec<Option<SilverReport>> = futures::stream::iter(record_dates(lake).await?)
+        .map(|d| {
+            let lake = lake.clone();
+            tokio::spawn(async move { read_record(&lake, d).await })
+        })
+        .buffered(16)
+        .map(|joined| joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
+        .try_collect()
+        .await?;
+    Ok(records.into_iter().flatten().map(|r| (r.date, r)).collect())
+}
+
 /// Undoes the writes of runs that crashed (status `running`): every table goes back to the
 /// version recorded before that run's first write. Returns what was restored.
 pub(crate) async fn recover_crashed_runs(lake: &Location, lh: &Lakehouse) -> Result<Vec<String>, SilverError> {
     let mut restored = Vec::new();
-    for date in record_dates(lake).await? {
-        let Some(rec) = read_record(lake, date).await? else { continue };
+    for (date, rec) in read_records(lake).await? {
         if rec.status != RunStatus::Running {
             continue;
         }
