@@ -22,7 +22,8 @@
 //! - `_orders_before`: the `orders` table as of the published state (Delta time travel);
 //! - `_changed_orders (partner_id, order_id, customer_id, campaign_id)`: the orders the runs
 //!   wrote or whose items they wrote, as they are now and as they were before;
-//! - `_changed_items`: the rows of `_fulfilled_items` of the `_changed_products`.
+//! - `_changed_items`: the rows of `_fulfilled_items` of the `_changed_products` (computed
+//!   from their items only).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -137,7 +138,7 @@ fn date_list(dates: &BTreeSet<String>) -> String {
 
 /// The products `runs` inserted, renamed or recategorised, registered in `ctx` as the table
 /// `name` (partner_id, sku); returns them too.
-pub(crate) async fn register_changed_products(ctx: &SessionContext, runs: &[&SilverRecord], name: &str) -> Result<BTreeSet<(String, String)>, GoldError> {
+pub(crate) async fn register_changed_products(ctx: &SessionContext, runs: &[&SilverRecord], name: &str) -> Result<KeySet, GoldError> {
     let mut changed: BTreeSet<(String, String)> = runs.iter().flat_map(|r| r.renamed_or_recategorised.iter().cloned()).collect();
     let dates: BTreeSet<String> = runs.iter().map(|r| r.date.to_string()).collect();
     let sql = format!("SELECT partner_id, sku FROM product_changes WHERE change = 'inserted' AND sku IS NOT NULL AND _run_date IN ({})", date_list(&dates));
@@ -155,15 +156,15 @@ pub(crate) async fn register_changed_products(ctx: &SessionContext, runs: &[&Sil
             Arc::new(StringArray::from_iter_values(changed.iter().map(|(_, s)| s.as_str()))),
         ],
     )?;
-    replace_table(ctx, name, Arc::new(MemTable::try_new(schema, vec![vec![keys]])?))?;
-    Ok(changed)
+    replace_table(ctx, name, Arc::new(MemTable::try_new(schema, vec![vec![keys.clone()]])?))?;
+    Ok(KeySet { columns: vec!["partner_id".into(), "sku".into()], rows: keys })
 }
 
 /// Registers the change views for `runs` (see the module documentation); `before` is the
 /// silver versions of the published state. `None` when the state before cannot be read
 /// (e.g. vacuumed): the publish then falls back to whole dates and tables.
 async fn register_changes(ctx: &SessionContext, lake: &Location, runs: &[&SilverRecord], before: &BTreeMap<String, i64>) -> Result<bool, GoldError> {
-    register_changed_products(ctx, runs, "_changed_product_keys").await?;
+    let changed_products = register_changed_products(ctx, runs, "_changed_product_keys").await?;
     let lh = Lakehouse::new(lake)?;
     let history: Arc<dyn deltalake::datafusion::catalog::TableProvider> = match lh.open(silver::PRODUCTS_HISTORY).await? {
         Some(t) if Lakehouse::version(&t).is_some() => crate::engine::delta_provider(ctx, &t).await?,
@@ -182,12 +183,10 @@ async fn register_changes(ctx: &SessionContext, lake: &Location, runs: &[&Silver
         Field::new("category", DataType::Utf8, true),
     ])));
     replace_table(ctx, "_changed_products", Arc::new(MemTable::try_new(schema, vec![rows])?))?;
-    materialize(
-        ctx,
-        "_changed_items",
-        "SELECT f.* FROM _fulfilled_items f JOIN _changed_product_keys c ON c.partner_id = f.partner_id AND c.sku = f.sku",
-    )
-    .await?;
+    // The items of those products, from a session whose `order_items` holds only theirs: the
+    // shared view then joins them, not every item, with the orders.
+    let items = crate::session_narrowed(ctx, &["order_items".to_string()], &changed_products).await?;
+    materialize_from(&items, ctx, "_changed_items", "SELECT * FROM _fulfilled_items").await?;
 
     let orders = silver::current_table(Dataset::Orders);
     let before_orders: Arc<dyn deltalake::datafusion::catalog::TableProvider> = match (before.get(orders), lh.open(orders).await?) {
@@ -215,7 +214,12 @@ async fn register_changes(ctx: &SessionContext, lake: &Location, runs: &[&Silver
 /// Registers the result of `sql` as the in-memory table `name` (computed once, read by several
 /// `[incremental]` queries).
 async fn materialize(ctx: &SessionContext, name: &str, sql: &str) -> Result<(), GoldError> {
-    let df = ctx.sql(sql).await.map_err(GoldError::query(name))?;
+    materialize_from(ctx, ctx, name, sql).await
+}
+
+/// [`materialize`] with `sql` run in `from` and the table registered in `ctx`.
+async fn materialize_from(from: &SessionContext, ctx: &SessionContext, name: &str, sql: &str) -> Result<(), GoldError> {
+    let df = from.sql(sql).await.map_err(GoldError::query(name))?;
     let schema: Arc<Schema> = Arc::new(df.schema().as_arrow().clone());
     let rows = df.collect().await.map_err(GoldError::query(name))?;
     replace_table(ctx, name, Arc::new(MemTable::try_new(schema, vec![rows])?))

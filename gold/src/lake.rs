@@ -200,9 +200,10 @@ async fn read(lake: &Location, path: &Path) -> Result<Vec<RecordBatch>, GoldErro
 }
 
 /// `stored` without the rows of `keys`' tuples, plus `new` (rows of those tuples), in grain
-/// order. Both inputs are in grain order and share no grain tuple, so one linear merge of the
-/// two sorted runs orders them (compared in Arrow's row format: the order of an ascending,
-/// nulls-first sort of the grain, as the models' `ORDER BY`).
+/// order: the grain compared in Arrow's row format (ascending, nulls last, as the models'
+/// `ORDER BY`). Each side is put in order if it is not already (a stored file written by this
+/// code is; the new rows are small), then the two sorted runs are merged in one pass; they
+/// share no grain tuple.
 fn merge(t: &GoldTable, stored: Vec<RecordBatch>, keys: &KeySet, new: &[RecordBatch]) -> Result<Vec<RecordBatch>, GoldError> {
     let schema = crate::gold_schema(t);
     let matcher = keys.matcher(t, &schema)?;
@@ -215,28 +216,36 @@ fn merge(t: &GoldTable, stored: Vec<RecordBatch>, keys: &KeySet, new: &[RecordBa
     }
     let kept = arrow::compute::concat_batches(&schema, &kept)?;
     let new = arrow::compute::concat_batches(&schema, new)?;
-    if new.num_rows() == 0 || kept.num_rows() == 0 {
-        let all = if new.num_rows() == 0 { kept } else { new };
-        return Ok(if all.num_rows() == 0 { vec![] } else { vec![all] });
-    }
     let grain: Vec<usize> = t.grain.iter().map(|g| t.columns.iter().position(|c| c.name == *g).expect("grain columns are columns")).collect();
-    let converter = arrow::row::RowConverter::new(grain.iter().map(|i| arrow::row::SortField::new(schema.field(*i).data_type().clone())).collect())?;
+    let order = arrow::compute::SortOptions { descending: false, nulls_first: false };
+    let converter = arrow::row::RowConverter::new(grain.iter().map(|i| arrow::row::SortField::new_with_options(schema.field(*i).data_type().clone(), order)).collect())?;
     let rows = |b: &RecordBatch| converter.convert_columns(&grain.iter().map(|i| b.column(*i).clone()).collect::<Vec<_>>());
     let (a, b) = (rows(&kept)?, rows(&new)?);
+    let sorted = |r: &arrow::row::Rows| -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..r.num_rows()).collect();
+        if !(1..r.num_rows()).all(|i| r.row(i - 1) <= r.row(i)) {
+            idx.sort_unstable_by(|x, y| r.row(*x).cmp(&r.row(*y)));
+        }
+        idx
+    };
+    let (ia, ib) = (sorted(&a), sorted(&b));
     let (mut i, mut j) = (0, 0);
-    let mut order: Vec<(usize, usize)> = Vec::with_capacity(a.num_rows() + b.num_rows());
-    while i < a.num_rows() && j < b.num_rows() {
-        if b.row(j) < a.row(i) {
-            order.push((1, j));
+    let mut out: Vec<(usize, usize)> = Vec::with_capacity(ia.len() + ib.len());
+    while i < ia.len() && j < ib.len() {
+        if b.row(ib[j]) < a.row(ia[i]) {
+            out.push((1, ib[j]));
             j += 1;
         } else {
-            order.push((0, i));
+            out.push((0, ia[i]));
             i += 1;
         }
     }
-    order.extend((i..a.num_rows()).map(|i| (0, i)));
-    order.extend((j..b.num_rows()).map(|j| (1, j)));
-    Ok(vec![arrow::compute::interleave_record_batch(&[&kept, &new], &order)?])
+    out.extend(ia[i..].iter().map(|&x| (0, x)));
+    out.extend(ib[j..].iter().map(|&x| (1, x)));
+    if out.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![arrow::compute::interleave_record_batch(&[&kept, &new], &out)?])
 }
 
 #[cfg(test)]
@@ -279,7 +288,8 @@ mod tests {
             .unwrap(),
         };
         // S2 of a is replaced (two warehouses now), S0 of b is new.
-        let new = batch(&[(1, "a", "S2", "W0", 7), (1, "a", "S2", "W9", 7), (1, "b", "S0", "W1", 7)]);
+        // New rows need not come in order.
+        let new = batch(&[(1, "a", "S2", "W9", 7), (1, "b", "S0", "W1", 7), (1, "a", "S2", "W0", 7)]);
         let out = merge(t, vec![stored], &keys, &[new]).unwrap();
         let out = arrow::compute::concat_batches(&schema, &out).unwrap();
         let col = |n: &str| out.column(schema.index_of(n).unwrap()).as_string::<i32>().iter().map(|v| v.unwrap().to_string()).collect::<Vec<_>>();

@@ -159,7 +159,7 @@ pub async fn session_for_order_dates(ctx: &SessionContext, dates: &std::collecti
 
 /// A session over the same silver tables as `ctx` in which each table of `narrow` holds only
 /// its rows of the key tuples `keys` (computed once), and the shared views are built on them.
-async fn session_narrowed(ctx: &SessionContext, narrow: &[String], keys: &incremental::KeySet) -> Result<SessionContext, GoldError> {
+pub(crate) async fn session_narrowed(ctx: &SessionContext, narrow: &[String], keys: &incremental::KeySet) -> Result<SessionContext, GoldError> {
     let out = engine::derived(ctx);
     let _ = ctx.deregister_table("_narrow_keys");
     ctx.register_table("_narrow_keys", Arc::new(MemTable::try_new(keys.rows.schema(), vec![vec![keys.rows.clone()]])?))?;

@@ -357,12 +357,13 @@ impl Warehouse {
         Ok(rows.into_iter().filter_map(|mut r| Some((r.get_mut(0)?.take()?, r.get_mut(1)?.take()?))).collect())
     }
 
-    /// Publishes `outputs` in one transaction: for each table, deletes the rows it replaces
-    /// (its whole dates, its key tuples, or every row; see `replace.rs`), loads the new rows,
-    /// and checks that exactly the computed number of rows is visible there; then records
-    /// `runs` as published.
-    /// Any failure (including a dropped connection) rolls everything back.
-    pub async fn publish(&mut self, outputs: &[GoldOutput], runs: &[PublishedRun]) -> Result<Vec<LoadedTable>, WarehouseError> {
+    /// Stages the publish of `outputs` in one transaction: for each table, deletes the rows it
+    /// replaces (its whole dates, its key tuples, or every row; see `replace.rs`), loads the
+    /// new rows, and checks that exactly the computed number of rows is visible there; then
+    /// records `runs` as published. Nothing is visible to readers until [`Staged::commit`];
+    /// any failure (including a dropped connection), or dropping the `Staged`, rolls
+    /// everything back.
+    pub async fn stage(&mut self, outputs: &[GoldOutput], runs: &[PublishedRun]) -> Result<Staged<'_>, WarehouseError> {
         let d = self.dialect();
         let format = self.copy_format;
         for o in outputs {
@@ -409,9 +410,7 @@ impl Warehouse {
         for r in runs {
             tx.execute(&upsert, &[Param::date(&r.silver_run_date), Param::text(&r.silver_stamp)]).await?;
         }
-        ::lake::fault::point("gold.commit", 0).await;
-        tx.commit().await?;
-        Ok(loaded)
+        Ok(Staged { tx, loaded })
     }
 
     /// Creates (or updates) a login role that may only read the `gold` schema, for BI tools:
@@ -432,6 +431,21 @@ impl Warehouse {
             Conn::Postgres(c) => c.close().await,
             Conn::Sqlite(c) => c.close().await,
         };
+    }
+}
+
+/// A publish loaded in its open transaction, waiting to be committed.
+pub struct Staged<'c> {
+    tx: Tx<'c>,
+    loaded: Vec<LoadedTable>,
+}
+
+impl Staged<'_> {
+    /// Makes the publish visible, all at once.
+    pub async fn commit(self) -> Result<Vec<LoadedTable>, WarehouseError> {
+        ::lake::fault::point("gold.commit", 0).await;
+        self.tx.commit().await?;
+        Ok(self.loaded)
     }
 }
 
