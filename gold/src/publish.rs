@@ -19,7 +19,6 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use ::lake::Location;
 use schemas::{paths, RunDate, RunStatus, SilverRecord};
 use serde::Serialize;
@@ -81,25 +80,19 @@ impl Stamp for SilverRun {
 }
 
 async fn silver_runs(lake: &Location) -> Result<Vec<SilverRun>, GoldError> {
-    use futures::StreamExt;
     let prefix = lake.path(&paths::silver_runs());
     let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await.map_err(|e| GoldError::store(lake, &prefix, e))?;
-    // A few at a time (one request per record on S3), as spawned tasks: a borrowing stream
-    // would make the caller's future not provably `Send` (a rustc limitation).
     let records: Vec<object_store::path::Path> = metas.into_iter().map(|m| m.location).filter(|p| p.as_ref().ends_with(".json")).collect();
-    let mut runs: Vec<SilverRun> = futures::stream::iter(records)
-        .map(|path| {
-            let lake = lake.clone();
-            tokio::spawn(async move {
-                let get = |e| GoldError::store(&lake, &path, e);
-                let bytes = lake.store.get(&path).await.map_err(get)?.bytes().await.map_err(get)?;
-                serde_json::from_slice::<SilverRun>(&bytes).map_err(|source| GoldError::Record { path: lake.describe(&path), source })
-            })
-        })
-        .buffered(16)
-        .map(|joined| joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
-        .try_collect()
-        .await?;
+    let bodies = lake.get_many(records.clone()).await.map_err(|(path, e)| GoldError::store(lake, &path, e))?;
+    let mut runs = Vec::with_capacity(records.len());
+    for (body, path) in bodies.into_iter().zip(records) {
+        // Listed but gone: a record is never deleted while gold reads, so this is an error.
+        let bytes = body.ok_or_else(|| {
+            let source = std::io::Error::new(std::io::ErrorKind::NotFound, "run record vanished after listing").into();
+            GoldError::store(lake, &path, object_store::Error::NotFound { path: path.to_string(), source })
+        })?;
+        runs.push(serde_json::from_slice::<SilverRun>(&bytes).map_err(|source| GoldError::Record { path: lake.describe(&path), source })?);
+    }
     runs.sort_by(|a, b| a.date.cmp(&b.date));
     Ok(runs)
 }

@@ -192,6 +192,31 @@ impl Location {
         self.describe(&path(p))
     }
 
+    /// The whole contents of each of `paths`, in order (`None`: no such object), read
+    /// [`GETS_IN_FLIGHT`] at a time: small objects such as run records, one request each on
+    /// S3. The first error stops the rest and names its path.
+    pub async fn get_many(&self, paths: Vec<Path>) -> Result<Vec<Option<bytes::Bytes>>, (Path, object_store::Error)> {
+        use futures::{StreamExt, TryStreamExt};
+        // Spawned tasks (owned futures): a borrowing stream would make callers' futures not
+        // provably `Send` (rustc's higher-ranked lifetime limitation).
+        futures::stream::iter(paths)
+            .map(|path| {
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    let got = match store.get(&path).await {
+                        Ok(r) => r.bytes().await.map(Some),
+                        Err(object_store::Error::NotFound { .. }) => Ok(None),
+                        Err(e) => Err(e),
+                    };
+                    got.map_err(|e| (path, e))
+                })
+            })
+            .buffered(GETS_IN_FLIGHT)
+            .map(|joined| joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
+            .try_collect()
+            .await
+    }
+
     /// A user-facing rendering of a path inside this location.
     pub fn describe(&self, path: &Path) -> String {
         if self.display.ends_with('/') {
@@ -201,6 +226,9 @@ impl Location {
         }
     }
 }
+
+/// Objects [`Location::get_many`] reads at once.
+pub const GETS_IN_FLIGHT: usize = 16;
 
 /// Bytes per read when streaming an object: large enough that a local read is one blocking
 /// call per few MiB (object_store's own local stream reads 8 KiB at a time) and an S3 read is

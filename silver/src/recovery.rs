@@ -102,32 +102,27 @@ pub(crate) async fn save_record(lake: &Location, report: &SilverReport) -> Resul
 
 /// Reads a run's record, if any.
 pub async fn read_record(lake: &Location, date: RunDate) -> Result<Option<SilverReport>, SilverError> {
-    let path = run_record_path(lake, date);
-    match lake.store.get(&path).await {
-        Ok(r) => {
-            let b = r.bytes().await.map_err(|e| SilverError::store(lake, &path, e))?;
-            Ok(Some(serde_json::from_slice(&b).map_err(|source| SilverError::Record { path: lake.describe(&path), source })?))
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(SilverError::store(lake, &path, e)),
-    }
+    Ok(read_records_at(lake, vec![date]).await?.pop().flatten().map(|(_, r)| r))
 }
 
-/// Every run record, in date order, read a few at a time (one request each on S3).
+/// Every run record, in date order.
 pub(crate) async fn read_records(lake: &Location) -> Result<Vec<(RunDate, SilverReport)>, SilverError> {
-    use futures::{StreamExt, TryStreamExt};
-    // Spawned tasks (owned futures): a borrowing stream here would make callers' futures
-    // not provably `Send` (rustc's higher-ranked lifetime limitation).
-    let records: Vec<Option<SilverReport>> = futures::stream::iter(record_dates(lake).await?)
-        .map(|d| {
-            let lake = lake.clone();
-            tokio::spawn(async move { read_record(&lake, d).await })
+    Ok(read_records_at(lake, record_dates(lake).await?).await?.into_iter().flatten().collect())
+}
+
+/// The records of `dates`, in their order (`None`: no record), read a few at a time.
+async fn read_records_at(lake: &Location, dates: Vec<RunDate>) -> Result<Vec<Option<(RunDate, SilverReport)>>, SilverError> {
+    let paths: Vec<_> = dates.iter().map(|d| run_record_path(lake, *d)).collect();
+    let bodies = lake.get_many(paths.clone()).await.map_err(|(path, e)| SilverError::store(lake, &path, e))?;
+    bodies
+        .into_iter()
+        .zip(paths)
+        .map(|(body, path)| {
+            let Some(b) = body else { return Ok(None) };
+            let r: SilverReport = serde_json::from_slice(&b).map_err(|source| SilverError::Record { path: lake.describe(&path), source })?;
+            Ok(Some((r.date, r)))
         })
-        .buffered(16)
-        .map(|joined| joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())))
-        .try_collect()
-        .await?;
-    Ok(records.into_iter().flatten().map(|r| (r.date, r)).collect())
+        .collect()
 }
 
 /// Undoes the writes of runs that crashed (status `running`): every table goes back to the
