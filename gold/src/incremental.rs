@@ -63,6 +63,42 @@ impl KeySet {
         (0..a.len()).filter(|i| a.is_valid(*i)).map(|i| a.value(i).to_string()).collect()
     }
 
+    /// The tuples whose first value (the date of a dated table) is `first`, as a string.
+    pub fn with_first(&self, first: &str) -> Result<KeySet, GoldError> {
+        let a = arrow::compute::cast(self.rows.column(0), &DataType::Utf8)?;
+        let keep = arrow::compute::kernels::cmp::eq(&a, &StringArray::new_scalar(first))?;
+        Ok(KeySet { columns: self.columns.clone(), rows: arrow::compute::filter_record_batch(&self.rows, &keep)? })
+    }
+
+    /// A filter that every row of the tuples passes and that file statistics can prune on: per
+    /// value of the first column, the range of the last one. `None` for a one-column set or
+    /// columns that are not strings.
+    pub fn range_filter(&self) -> Result<Option<deltalake::datafusion::logical_expr::Expr>, GoldError> {
+        use deltalake::datafusion::logical_expr::{col, lit};
+        let n = self.columns.len();
+        if n < 2 || self.rows.columns().iter().any(|c| !matches!(c.data_type(), DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)) {
+            return Ok(None);
+        }
+        let first = arrow::compute::cast(self.rows.column(0), &DataType::Utf8)?;
+        let last = arrow::compute::cast(self.rows.column(n - 1), &DataType::Utf8)?;
+        let (first, last) = (first.as_string::<i32>(), last.as_string::<i32>());
+        let mut ranges: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+        for i in (0..self.rows.num_rows()).filter(|i| first.is_valid(*i) && last.is_valid(*i)) {
+            let v = last.value(i);
+            let r = ranges.entry(first.value(i)).or_insert((v, v));
+            r.0 = r.0.min(v);
+            r.1 = r.1.max(v);
+        }
+        let (a, b) = (self.columns[0].as_str(), self.columns[n - 1].as_str());
+        Ok(Some(
+            ranges
+                .into_iter()
+                .map(|(p, (lo, hi))| col(a).eq(lit(p)).and(col(b).between(lit(lo), lit(hi))))
+                .reduce(deltalake::datafusion::logical_expr::Expr::or)
+                .unwrap_or(lit(false)),
+        ))
+    }
+
     /// Whether each row of `b` (a batch of the table) has one of the tuples.
     pub fn matches(&self, t: &GoldTable, b: &RecordBatch) -> Result<BooleanArray, GoldError> {
         self.matcher(t, b.schema().as_ref())?.matches(b)
@@ -201,13 +237,27 @@ async fn register_changes(ctx: &SessionContext, lake: &Location, runs: &[&Silver
     replace_table(ctx, "_orders_before", before_orders)?;
     let run_dates: BTreeSet<String> = runs.iter().map(|r| r.date.to_string()).collect();
     let runs = date_list(&run_dates);
-    let changed = format!(
-        "WITH k AS (SELECT partner_id, order_id FROM orders WHERE _run_date IN ({runs}) \
-                    UNION SELECT partner_id, order_id FROM order_items WHERE _run_date IN ({runs})) \
-         SELECT o.partner_id, o.order_id, o.customer_id, o.campaign_id FROM orders o JOIN k ON k.partner_id = o.partner_id AND k.order_id = o.order_id \
-         UNION SELECT b.partner_id, b.order_id, b.customer_id, b.campaign_id FROM _orders_before b JOIN k ON k.partner_id = b.partner_id AND k.order_id = b.order_id"
+    // The orders the runs wrote or whose items they wrote, then those orders now and before
+    // (read by key: their files only, where statistics allow).
+    let written = format!(
+        "SELECT partner_id, order_id FROM orders WHERE _run_date IN ({runs}) \
+         UNION SELECT partner_id, order_id FROM order_items WHERE _run_date IN ({runs})"
     );
-    materialize(ctx, "_changed_orders", &changed).await?;
+    let written = collect(ctx, "changed orders", &written).await?;
+    let key_schema = Arc::new(Schema::new(vec![Field::new("partner_id", DataType::Utf8, false), Field::new("order_id", DataType::Utf8, false)]));
+    let mut parts = Vec::with_capacity(written.len());
+    for b in &written {
+        let cols: Vec<ArrayRef> = b.columns().iter().map(|c| arrow::compute::cast(c, &DataType::Utf8)).collect::<Result<_, _>>()?;
+        parts.push(RecordBatch::try_new(key_schema.clone(), cols)?);
+    }
+    let keys = KeySet { columns: vec!["partner_id".into(), "order_id".into()], rows: arrow::compute::concat_batches(&key_schema, &parts)? };
+    for (table, name) in [("orders", "_changed_orders_now"), ("_orders_before", "_changed_orders_before")] {
+        let (schema, rows) = crate::narrow_rows(ctx, table, &keys).await?;
+        replace_table(ctx, name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+    }
+    let changed = "SELECT partner_id, order_id, customer_id, campaign_id FROM _changed_orders_now \
+                   UNION SELECT partner_id, order_id, customer_id, campaign_id FROM _changed_orders_before";
+    materialize(ctx, "_changed_orders", changed).await?;
     Ok(true)
 }
 
@@ -325,6 +375,9 @@ mod tests {
         .unwrap();
         let k = KeySet { columns: vec!["order_date".into(), "category".into()], rows: keys };
         assert_eq!(k.first_values().into_iter().collect::<Vec<_>>(), ["2025-11-19", "2025-11-20"]);
+        let one = k.with_first("2025-11-20").unwrap();
+        assert_eq!((one.len(), one.rows.column(1).as_string::<i32>().value(0)), (1, "Garden"));
+        assert!(k.with_first("2025-11-21").unwrap().is_empty());
         let out = crate::gold_schema(t);
         let cols: Vec<ArrayRef> = out
             .fields()

@@ -120,7 +120,8 @@ async fn plan(lake: &Location, o: &GoldOutput) -> Result<Vec<Job>, GoldError> {
     // Dates of which only some key tuples are replaced: the stored rows of the other tuples stay.
     let group_dates = o.groups.as_ref().map(|g| g.first_values()).unwrap_or_default();
     for d in &group_dates {
-        let keys = o.groups.as_ref().expect("group dates come from groups").clone();
+        // Only this date's tuples: the matcher then encodes what this file can hold.
+        let keys = o.groups.as_ref().expect("group dates come from groups").with_first(d)?;
         let new: Vec<RecordBatch> = by_date.iter().filter(|(x, _)| x == d).flat_map(|(_, b)| b.clone()).collect();
         jobs.push(Job::Merge { path: date_file(lake, t, date_col, d), keys, new });
     }

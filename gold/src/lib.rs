@@ -24,6 +24,8 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::common::ScalarValue;
+use deltalake::datafusion::logical_expr::Expr;
 use deltalake::datafusion::prelude::SessionContext;
 use ::lake::delta::Lakehouse;
 use ::lake::Location;
@@ -142,37 +144,138 @@ pub async fn session_on(lake: &Location, engine: &Engine) -> Result<(SessionCont
 /// A session over the same silver tables as `ctx` in which each shared view holds only its
 /// rows of the order dates `dates`, computed once: the order-dated models and the checks of a
 /// publish limited to those dates then read them instead of joining silver again each.
+///
+/// The views are computed from the orders of those dates (a filter on the order timestamp's
+/// range, which the tables' file statistics prune on) and the items of those orders only
+/// (a filter on each partner's range of their order ids, then a semi-join), not from history.
 pub async fn session_for_order_dates(ctx: &SessionContext, dates: &std::collections::BTreeSet<String>) -> Result<SessionContext, GoldError> {
     let out = engine::derived(ctx);
+    let dated = engine::derived(ctx);
     for (name, _) in inputs() {
-        out.register_table(name, ctx.table_provider(name).await?)?;
+        let provider = ctx.table_provider(name).await?;
+        out.register_table(name, provider.clone())?;
+        if name != silver::current_table(Dataset::Orders) && name != silver::current_table(Dataset::OrderItems) {
+            dated.register_table(name, provider)?;
+        }
+    }
+    let orders_name = silver::current_table(Dataset::Orders);
+    let orders = ctx.table(orders_name).await.map_err(GoldError::query(orders_name))?;
+    let filter = order_date_filter(orders.schema().as_arrow(), dates);
+    let (schema, orders) = collect_df(orders.filter(filter).map_err(GoldError::query(orders_name))?, orders_name).await?;
+    let keys = order_keys(&orders)?;
+    dated.register_table(orders_name, Arc::new(MemTable::try_new(schema, vec![orders])?))?;
+    let items_name = silver::current_table(Dataset::OrderItems);
+    let (schema, items) = narrow_rows(ctx, items_name, &keys).await?;
+    dated.register_table(items_name, Arc::new(MemTable::try_new(schema, vec![items])?))?;
+    for v in models::views() {
+        dated.sql(&format!("CREATE VIEW {} AS {}", v.name, v.sql)).await.map_err(GoldError::query(v.name))?;
     }
     let list = if dates.is_empty() { "NULL".to_string() } else { dates.iter().map(|d| format!("DATE '{d}'")).collect::<Vec<_>>().join(", ") };
     for v in models::views() {
-        let df = out.sql(&format!("SELECT * FROM ({}) AS v WHERE order_date IN ({list})", v.sql)).await.map_err(GoldError::query(v.name))?;
-        let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let rows = df.collect().await.map_err(GoldError::query(v.name))?;
-        out.register_table(v.name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
+        let df = dated.sql(&format!("SELECT * FROM {} WHERE order_date IN ({list})", v.name)).await.map_err(GoldError::query(v.name))?;
+        out.register_table(v.name, Arc::new(materialize_df(df, v.name).await?))?;
     }
     Ok(out)
 }
 
+/// Orders whose UTC date is one of `dates`: the exact test, and per run of consecutive dates
+/// a range on the timestamp itself (typed as the column, so file statistics prune on it).
+fn order_date_filter(schema: &arrow::datatypes::Schema, dates: &std::collections::BTreeSet<String>) -> Expr {
+    use deltalake::datafusion::logical_expr::{cast, col, lit};
+    let days: Vec<i32> = dates.iter().filter_map(|d| date_days(d)).collect();
+    if days.is_empty() {
+        return lit(false);
+    }
+    let exact = cast(col("order_date"), arrow::datatypes::DataType::Date32)
+        .in_list(days.iter().map(|d| lit(ScalarValue::Date32(Some(*d)))).collect(), false);
+    let tz = match schema.field_with_name("order_date").map(|f| f.data_type()) {
+        Ok(arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, tz)) => tz.clone(),
+        _ => return exact,
+    };
+    let at = |day: i32| lit(ScalarValue::TimestampMicrosecond(Some(i64::from(day) * 86_400_000_000), tz.clone()));
+    let mut ranges: Vec<(i32, i32)> = Vec::new();
+    for d in days {
+        match ranges.last_mut() {
+            Some((_, end)) if *end + 1 == d => *end = d,
+            _ => ranges.push((d, d)),
+        }
+    }
+    let range = ranges
+        .into_iter()
+        .map(|(a, b)| col("order_date").gt_eq(at(a)).and(col("order_date").lt(at(b + 1))))
+        .reduce(Expr::or)
+        .expect("at least one date");
+    range.and(exact)
+}
+
+/// The (partner_id, order_id) of `orders`' rows.
+fn order_keys(orders: &[RecordBatch]) -> Result<incremental::KeySet, GoldError> {
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![Field::new("partner_id", DataType::Utf8, false), Field::new("order_id", DataType::Utf8, false)]));
+    let mut parts = Vec::new();
+    for b in orders {
+        let col = |name: &str| arrow::compute::cast(b.column(b.schema().index_of(name).expect("orders have the key columns")), &DataType::Utf8);
+        parts.push(RecordBatch::try_new(schema.clone(), vec![col("partner_id")?, col("order_id")?])?);
+    }
+    Ok(incremental::KeySet { columns: vec!["partner_id".into(), "order_id".into()], rows: arrow::compute::concat_batches(&schema, &parts)? })
+}
+
+/// `df`'s schema and rows.
+async fn collect_df(df: deltalake::datafusion::dataframe::DataFrame, what: &str) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>), GoldError> {
+    let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    Ok((schema, df.collect().await.map_err(GoldError::query(what))?))
+}
+
+/// `df`'s rows as an in-memory table.
+async fn materialize_df(df: deltalake::datafusion::dataframe::DataFrame, what: &str) -> Result<MemTable, GoldError> {
+    let (schema, rows) = collect_df(df, what).await?;
+    Ok(MemTable::try_new(schema, vec![rows])?)
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+fn date_days(d: &str) -> Option<i32> {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    i32::try_from((chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()? - epoch).num_days()).ok()
+}
+
+/// The rows of table `name` (in `ctx`) that have one of `keys`' tuples: a semi-join, after a
+/// filter that holds for those rows and that file statistics prune on (per value of the first
+/// key column, the range of the last).
+pub(crate) async fn narrow_rows(ctx: &SessionContext, name: &str, keys: &incremental::KeySet) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>), GoldError> {
+    use deltalake::datafusion::common::JoinType;
+    use deltalake::datafusion::logical_expr::col;
+    let mut table = ctx.table(name).await.map_err(GoldError::query(name))?;
+    if let Some(f) = keys.range_filter()? {
+        table = table.filter(f).map_err(GoldError::query(name))?;
+    }
+    let k = ctx.read_batch(keys.rows.clone()).and_then(|k| k.alias("k")).map_err(GoldError::query(name))?;
+    let on: Vec<Expr> = keys.columns.iter().map(|c| col(format!("t.{c}")).eq(col(format!("k.{c}")))).collect();
+    let df = table.alias("t").and_then(|t| t.join_on(k, JoinType::LeftSemi, on)).map_err(GoldError::query(name))?;
+    collect_df(df, name).await
+}
+
 /// A session over the same silver tables as `ctx` in which each table of `narrow` holds only
 /// its rows of the key tuples `keys` (computed once), and the shared views are built on them.
+/// Items count only through their order (the views join them by key), so narrowing one of
+/// `orders` and `order_items` narrows the other to the rows that join it.
 pub(crate) async fn session_narrowed(ctx: &SessionContext, narrow: &[String], keys: &incremental::KeySet) -> Result<SessionContext, GoldError> {
+    let (orders, items) = (silver::current_table(Dataset::Orders), silver::current_table(Dataset::OrderItems));
+    let mut narrowed = std::collections::BTreeMap::new();
+    for (name, _) in inputs().into_iter().filter(|(name, _)| narrow.iter().any(|n| n == name)) {
+        narrowed.insert(name, narrow_rows(ctx, name, keys).await?);
+    }
+    let joined = match (narrowed.get(orders), narrowed.get(items)) {
+        (Some((_, o)), None) => Some((items, narrow_rows(ctx, items, &order_keys(o)?).await?)),
+        (None, Some((_, i))) => Some((orders, narrow_rows(ctx, orders, &order_keys(i)?).await?)),
+        _ => None,
+    };
+    narrowed.extend(joined);
     let out = engine::derived(ctx);
-    let _ = ctx.deregister_table("_narrow_keys");
-    ctx.register_table("_narrow_keys", Arc::new(MemTable::try_new(keys.rows.schema(), vec![vec![keys.rows.clone()]])?))?;
-    let on = keys.columns.iter().map(|c| format!("t.{c} = k.{c}")).collect::<Vec<_>>().join(" AND ");
     for (name, _) in inputs() {
-        if narrow.iter().any(|n| n == name) {
-            let df = ctx.sql(&format!("SELECT t.* FROM {name} t JOIN _narrow_keys k ON {on}")).await.map_err(GoldError::query(name))?;
-            let schema: arrow::datatypes::SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let rows = df.collect().await.map_err(GoldError::query(name))?;
-            out.register_table(name, Arc::new(MemTable::try_new(schema, vec![rows])?))?;
-        } else {
-            out.register_table(name, ctx.table_provider(name).await?)?;
-        }
+        match narrowed.remove(name) {
+            Some((schema, rows)) => out.register_table(name, Arc::new(MemTable::try_new(schema, vec![rows])?))?,
+            None => out.register_table(name, ctx.table_provider(name).await?)?,
+        };
     }
     for v in models::views() {
         out.sql(&format!("CREATE VIEW {} AS {}", v.name, v.sql)).await.map_err(GoldError::query(v.name))?;
@@ -430,4 +533,77 @@ pub async fn read_only_query(
 ) -> Result<deltalake::datafusion::dataframe::DataFrame, deltalake::datafusion::error::DataFusionError> {
     let options = deltalake::datafusion::execution::context::SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
     ctx.sql_with_options(query, options).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    fn strings(b: &[RecordBatch], col: &str) -> Vec<String> {
+        let mut out: Vec<String> = b
+            .iter()
+            .flat_map(|b| {
+                let a = arrow::compute::cast(b.column(b.schema().index_of(col).unwrap()), &DataType::Utf8).unwrap();
+                (0..a.len()).map(|i| a.as_string::<i32>().value(i).to_string()).collect::<Vec<_>>()
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Narrowing by key keeps exactly the rows of the tuples, whatever the pruning filter lets
+    /// through, including keys outside every range and a partner without keys.
+    #[tokio::test]
+    async fn narrow_rows_keeps_exactly_the_key_tuples() {
+        let schema = Arc::new(Schema::new(vec![Field::new("partner_id", DataType::Utf8, false), Field::new("order_id", DataType::Utf8, false), Field::new("v", DataType::Utf8, true)]));
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["p1", "p1", "p1", "p2", "p2", "p3"])),
+                Arc::new(StringArray::from(vec!["a", "b", "c", "a", "z", "a"])),
+                Arc::new(StringArray::from(vec!["1", "2", "3", "4", "5", "6"])),
+            ],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_table("t", Arc::new(MemTable::try_new(schema, vec![vec![b]]).unwrap())).unwrap();
+        let key_schema = Arc::new(Schema::new(vec![Field::new("partner_id", DataType::Utf8, false), Field::new("order_id", DataType::Utf8, false)]));
+        let keys = |p: Vec<&str>, o: Vec<&str>| incremental::KeySet {
+            columns: vec!["partner_id".into(), "order_id".into()],
+            rows: RecordBatch::try_new(key_schema.clone(), vec![Arc::new(StringArray::from(p)), Arc::new(StringArray::from(o))]).unwrap(),
+        };
+        // p1's range a..c holds b, which is not a key: the semi-join drops it.
+        let (_, rows) = narrow_rows(&ctx, "t", &keys(vec!["p1", "p1", "p2"], vec!["a", "c", "z"])).await.unwrap();
+        assert_eq!(strings(&rows, "v"), ["1", "3", "5"]);
+        let (_, rows) = narrow_rows(&ctx, "t", &keys(vec![], vec![])).await.unwrap();
+        assert!(strings(&rows, "v").is_empty());
+    }
+
+    /// The order-date filter keeps the orders of the dates asked for and no other, across
+    /// runs of consecutive and scattered dates and midnight on either side.
+    #[tokio::test]
+    async fn order_date_filter_keeps_the_dates_asked_for() {
+        let tz: Arc<str> = "UTC".into();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("order_id", DataType::Utf8, false),
+            Field::new("order_date", DataType::Timestamp(TimeUnit::Microsecond, Some(tz.clone())), false),
+        ]));
+        let day = |d: &str| i64::from(date_days(d).unwrap()) * 86_400_000_000;
+        let ts = [day("2026-11-01") - 1, day("2026-11-01"), day("2026-11-02") + 5, day("2026-11-03") - 1, day("2026-11-03"), day("2026-11-05") + 1, day("2026-11-06")];
+        let ids: Vec<String> = (0..ts.len()).map(|i| format!("o{i}")).collect();
+        let b = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(ids)), Arc::new(TimestampMicrosecondArray::from(ts.to_vec()).with_timezone(tz))],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_table("orders", Arc::new(MemTable::try_new(schema.clone(), vec![vec![b]]).unwrap())).unwrap();
+        let dates: std::collections::BTreeSet<String> = ["2026-11-01", "2026-11-02", "2026-11-05"].iter().map(|d| d.to_string()).collect();
+        let rows = ctx.table("orders").await.unwrap().filter(order_date_filter(&schema, &dates)).unwrap().collect().await.unwrap();
+        assert_eq!(strings(&rows, "order_id"), ["o1", "o2", "o3", "o5"]);
+        let none = ctx.table("orders").await.unwrap().filter(order_date_filter(&schema, &Default::default())).unwrap().collect().await.unwrap();
+        assert!(strings(&none, "order_id").is_empty());
+    }
 }
