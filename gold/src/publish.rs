@@ -20,7 +20,7 @@ use arrow::datatypes::DataType;
 use deltalake::datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use ::lake::Location;
-use schemas::{paths, RunDate, RunStatus, SilverRecord};
+use schemas::{paths, silver, Dataset, RunDate, RunStatus, SilverRecord};
 use serde::Serialize;
 
 use crate::checks::CheckResult;
@@ -115,16 +115,14 @@ async fn query_set(ctx: &SessionContext, sql: &str) -> Result<BTreeSet<String>, 
 /// The dates whose figures the products inserted, renamed or recategorised by `runs` change:
 /// the order dates of their items and the snapshot dates of their inventory.
 async fn dates_of_changed_products(ctx: &SessionContext, runs: &[&SilverRun]) -> Result<(BTreeSet<String>, BTreeSet<String>), GoldError> {
-    if incremental::register_changed_products(ctx, runs, "_changed_products").await?.is_empty() {
+    let keys = incremental::register_changed_products(ctx, runs, "_changed_products").await?;
+    if keys.is_empty() {
         return Ok((BTreeSet::new(), BTreeSet::new()));
     }
-    let orders = query_set(
-        ctx,
-        "SELECT DISTINCT f.order_date FROM _fulfilled_items f JOIN _changed_products c ON f.partner_id = c.partner_id AND f.sku = c.sku",
-    )
-    .await?;
-    let snapshots =
-        query_set(ctx, "SELECT DISTINCT i.snapshot_date FROM inventory i JOIN _changed_products c ON i.partner_id = c.partner_id AND i.sku = c.sku").await?;
+    // Read by key: only those products' items (and their orders) and inventory rows.
+    let narrowed = crate::session_narrowed(ctx, &[silver::current_table(Dataset::OrderItems).to_string(), silver::current_table(Dataset::Inventory).to_string()], &keys).await?;
+    let orders = query_set(&narrowed, "SELECT DISTINCT order_date FROM _fulfilled_items").await?;
+    let snapshots = query_set(&narrowed, "SELECT DISTINCT snapshot_date FROM inventory").await?;
     Ok((orders, snapshots))
 }
 
